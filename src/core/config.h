@@ -1,0 +1,163 @@
+/* config.h: levee.yaml, parsed into plain structs.
+ *
+ * lv_config_load reads the file with libyaml, checks every key against the
+ * schema (unknown keys are errors), fills defaults, and collects *every*
+ * problem as "FILE:LINE:COL: message" instead of stopping at the first, so
+ * `levee check` can print them all. Later stages (router, redirect tables)
+ * that find problems in a route report them through lv_config_error with the
+ * route's recorded position, so all messages share one format.
+ *
+ * Units: durations are milliseconds (int64_t), sizes are bytes (uint64_t).
+ * "Not set" for an optional duration is -1.
+ *
+ * Ownership: lv_config_t owns every string and array it points to;
+ * lv_config_free releases them. Paths in the config (redirect tables) are
+ * stored resolved against the directory of the config file. */
+#ifndef LV_CORE_CONFIG_H
+#define LV_CORE_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+/* Where a value appeared in the file (1-based), for error messages. */
+typedef struct {
+    int line, col;
+} lv_config_pos_t;
+
+/* Every problem found, formatted "FILE:LINE:COL: message". */
+typedef struct {
+    char **items;
+    size_t count;
+} lv_config_errors_t;
+
+/* A listening address: "127.0.0.1:8080", "[::1]:8080", "*:8080", ":8080",
+ * "localhost:8080" or a bare port "8080" (which means 127.0.0.1). */
+typedef struct {
+    char *text;                   /* as written */
+    struct sockaddr_storage addr; /* resolved, numeric */
+    socklen_t addr_len;
+    lv_config_pos_t pos;
+} lv_config_listen_t;
+
+typedef struct {
+    char *name;  /* lower-case as written is kept; matching is case-insensitive */
+    char *value;
+} lv_config_header_t;
+
+typedef enum {
+    LV_TARGET_NONE = 0,
+    LV_TARGET_RESPOND,
+    LV_TARGET_REDIRECT,
+    LV_TARGET_ORIGIN,
+} lv_target_kind_t;
+
+/* respond: { status, body, headers } */
+typedef struct {
+    int status;                   /* default 200 */
+    char *body;                   /* default "" */
+    size_t body_len;
+    lv_config_header_t *headers;
+    size_t num_headers;
+} lv_config_respond_t;
+
+/* redirect: { table, status, missing } */
+typedef struct {
+    char *table;                  /* path to the CSV, resolved */
+    lv_config_pos_t table_pos;
+    int status;                   /* 301, 302, 303, 307 or 308; default 302 */
+    char *missing;                /* URL for unknown codes; NULL means 404 */
+} lv_config_redirect_t;
+
+/* cache: on a route. Absent means the route is not cached. */
+typedef struct {
+    bool enabled;
+    int64_t ttl_ms;               /* -1: the origin's Cache-Control decides */
+    int64_t stale_while_revalidate_ms; /* -1: from Cache-Control, else 0 */
+    int64_t stale_if_error_ms;         /* -1: from Cache-Control, else 0 */
+    int *statuses;                /* cacheable statuses; NULL: any 2xx/3xx except 206, 304 */
+    size_t num_statuses;
+    bool cache_set_cookie;        /* cache responses carrying Set-Cookie (default false) */
+} lv_config_route_cache_t;
+
+typedef struct {
+    char *method;                 /* upper-case token, or "ANY" */
+    char *path;                   /* pattern: /lit/{name}/... with optional trailing * */
+    char *name;                   /* label for metrics: `name:` or "METHOD path" */
+    lv_config_pos_t pos;          /* of the route's `match:` value */
+    lv_target_kind_t kind;
+    lv_config_respond_t respond;
+    lv_config_redirect_t redirect;
+    int origin;                   /* index into lv_config_t.origins */
+    lv_config_route_cache_t cache;
+} lv_config_route_t;
+
+/* origins: name: { url, max_conns, connect_timeout, timeout }. A route whose
+ * `origin:` is a URL gets an entry here too, named by that URL. */
+typedef struct {
+    char *name;
+    char *url;                    /* as written, e.g. http://127.0.0.1:3000/base */
+    char *host;                   /* host part (no brackets), used to connect */
+    char *host_header;            /* value for Host: "host[:port]" as in the URL */
+    uint16_t port;                /* default 80 */
+    char *base_path;              /* path prefix from the URL, "" when none; no trailing '/' */
+    int max_conns;                /* default 64 */
+    int64_t connect_timeout_ms;   /* default 1000 */
+    int64_t timeout_ms;           /* whole response; default 30000 */
+    lv_config_pos_t pos;
+} lv_config_origin_t;
+
+typedef struct {
+    uint64_t max_connections;     /* default 100000 */
+    uint64_t max_header_bytes;    /* default 16 KiB */
+    uint64_t max_body_bytes;      /* default 6 MiB */
+    int64_t header_timeout_ms;    /* default 10 s */
+    int64_t idle_timeout_ms;      /* default 60 s */
+    int64_t request_timeout_ms;   /* default 30 s */
+} lv_config_limits_t;
+
+typedef struct {
+    char *path;                   /* the file this came from */
+    char *dir;                    /* its directory, for relative paths */
+    lv_config_listen_t *listen;   /* at least one; default 127.0.0.1:8080 */
+    size_t num_listen;
+    int threads;                  /* 0 = auto (one per core) */
+    bool admin_enabled;           /* true unless `admin: { listen: off }` */
+    lv_config_listen_t admin_listen; /* default 127.0.0.1:9901 */
+    uint64_t cache_max_bytes;     /* default 256 MiB */
+    int64_t shutdown_timeout_ms;  /* default 10 s */
+    int log_level;                /* lv_log_level_t; `log_level: debug|info|warn|error` */
+    lv_config_limits_t limits;
+    lv_config_origin_t *origins;
+    size_t num_origins;
+    lv_config_route_t *routes;
+    size_t num_routes;
+} lv_config_t;
+
+/* Reads and validates the file at path. Returns 0 with *cfg filled, or -1
+ * with every problem appended to errs (cfg is then freed and zeroed). */
+int lv_config_load(const char *path, lv_config_t *cfg, lv_config_errors_t *errs);
+
+/* The same from memory; `name` stands in for the file name in messages and
+ * relative paths resolve against the current directory. */
+int lv_config_load_string(const char *name, const char *yaml, size_t len, lv_config_t *cfg,
+                          lv_config_errors_t *errs);
+
+/* Releases everything the config owns and zeroes it. */
+void lv_config_free(lv_config_t *cfg);
+
+/* Appends "FILE:LINE:COL: message" to errs. */
+void lv_config_error(lv_config_errors_t *errs, const char *file, lv_config_pos_t pos,
+                     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* Releases the messages. */
+void lv_config_errors_free(lv_config_errors_t *errs);
+
+/* Parsers for the value syntaxes, shared with other modules and tests.
+ * Each returns 0 on success, -1 on bad syntax. */
+int lv_config_parse_duration(const char *s, int64_t *ms);   /* "250ms" "10s" "5m" "2h" "1d"; bare number = seconds */
+int lv_config_parse_size(const char *s, uint64_t *bytes);   /* "512", "64KiB", "256MiB", "1GiB", "10KB", "1MB" */
+int lv_config_parse_listen(const char *s, lv_config_listen_t *out); /* fills addr/addr_len, not text/pos */
+
+#endif
