@@ -1,0 +1,220 @@
+/* admin.c: the admin listener: GET /metrics (Prometheus text) and
+ * GET /status (JSON), plus the metrics whose values live in other modules
+ * (server connections and limits, cache, origin pools) and are read only when
+ * scraped, so the hot path never pays for them. */
+#include <jansson.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/mem.h"
+#include "core/version.h"
+#include "gateway/gateway_internal.h"
+
+typedef enum { SRC_SERVER, SRC_CACHE, SRC_UPSTREAM } scrape_source_t;
+
+/* One scrape-time value: a uint64_t field of a stats struct. */
+struct scrape {
+    lv_gateway_t *gw;
+    scrape_source_t source;
+    size_t offset;  /* of the field in the stats struct */
+    size_t origin;  /* SRC_UPSTREAM: index into gw->upstreams */
+};
+
+static double read_scrape(void *arg)
+{
+    const struct scrape *s = arg;
+    const lv_gateway_t *gw = s->gw;
+    union {
+        lv_http_server_stats_t server;
+        lv_cache_stats_t cache;
+        lv_upstream_stats_t upstream;
+    } st;
+    memset(&st, 0, sizeof st);
+    switch (s->source) {
+    case SRC_SERVER:
+        if (!gw->server)
+            return 0;
+        lv_http_server_stats(gw->server, &st.server);
+        break;
+    case SRC_CACHE:
+        lv_cache_stats(gw->cache, &st.cache);
+        break;
+    case SRC_UPSTREAM:
+        if (!gw->upstreams[s->origin])
+            return 0;
+        lv_upstream_stats(gw->upstreams[s->origin], &st.upstream);
+        break;
+    }
+    uint64_t v;
+    memcpy(&v, (const char *)&st + s->offset, sizeof v);
+    return (double)v;
+}
+
+#define SERVER_FIELD(f) SRC_SERVER, offsetof(lv_http_server_stats_t, f), 0
+#define CACHE_FIELD(f) SRC_CACHE, offsetof(lv_cache_stats_t, f), 0
+#define UPSTREAM_FIELD(f, i) SRC_UPSTREAM, offsetof(lv_upstream_stats_t, f), (i)
+
+typedef struct {
+    const char *name, *help, *labels;
+    scrape_source_t source;
+    size_t offset, origin;
+} scrape_def_t;
+
+static const scrape_def_t global_scrapes[] = {
+    {"levee_connections_open", "Client connections open now.", NULL, SERVER_FIELD(connections_open)},
+    {"levee_connections_accepted_total", "Client connections accepted.", NULL, SERVER_FIELD(connections_accepted)},
+    {"levee_limit_hits_total", "Requests or connections stopped by a limit.", "limit=\"bad_request\"", SERVER_FIELD(bad_requests)},
+    {"levee_limit_hits_total", NULL, "limit=\"max_header_bytes\"", SERVER_FIELD(header_too_large)},
+    {"levee_limit_hits_total", NULL, "limit=\"max_body_bytes\"", SERVER_FIELD(body_too_large)},
+    {"levee_limit_hits_total", NULL, "limit=\"header_timeout\"", SERVER_FIELD(header_timeouts)},
+    {"levee_limit_hits_total", NULL, "limit=\"request_timeout\"", SERVER_FIELD(body_timeouts)},
+    {"levee_limit_hits_total", NULL, "limit=\"idle_timeout\"", SERVER_FIELD(idle_timeouts)},
+    {"levee_limit_hits_total", NULL, "limit=\"write_timeout\"", SERVER_FIELD(write_timeouts)},
+    {"levee_limit_hits_total", NULL, "limit=\"max_connections\"", SERVER_FIELD(max_connections_hits)},
+    {"levee_cache_bytes", "Bytes held by the cache.", NULL, CACHE_FIELD(bytes)},
+    {"levee_cache_max_bytes", "The cache's byte budget.", NULL, CACHE_FIELD(max_bytes)},
+    {"levee_cache_objects", "Responses stored in the cache.", NULL, CACHE_FIELD(objects)},
+    {"levee_cache_waiting", "Requests waiting for another request's fetch of the same key.", NULL, CACHE_FIELD(waiting)},
+    {"levee_cache_evictions_total", "Cache entries evicted to make room.", NULL, CACHE_FIELD(evictions)},
+    {"levee_cache_stores_total", "Responses stored in the cache.", NULL, CACHE_FIELD(stores)},
+    {"levee_cache_uncacheable_total", "Fetches whose answer could not be cached.", NULL, CACHE_FIELD(uncacheable)},
+    {"levee_cache_fill_failures_total", "Cache fills that failed (origin error or timeout).", NULL, CACHE_FIELD(fill_failures)},
+};
+
+static const scrape_def_t origin_scrapes[] = {
+    {"levee_origin_requests_total", "Requests sent to an origin.", NULL, UPSTREAM_FIELD(requests, 0)},
+    {"levee_origin_retries_total", "Requests retried on a fresh connection after a dead keep-alive one.", NULL, UPSTREAM_FIELD(retries, 0)},
+    {"levee_origin_errors_total", "Origin requests that failed, by kind.", "kind=\"refused\"", UPSTREAM_FIELD(refused, 0)},
+    {"levee_origin_errors_total", NULL, "kind=\"connect_timeout\"", UPSTREAM_FIELD(connect_timeouts, 0)},
+    {"levee_origin_errors_total", NULL, "kind=\"timeout\"", UPSTREAM_FIELD(timeouts, 0)},
+    {"levee_origin_errors_total", NULL, "kind=\"bad_response\"", UPSTREAM_FIELD(bad_responses, 0)},
+    {"levee_origin_errors_total", NULL, "kind=\"closed\"", UPSTREAM_FIELD(closed, 0)},
+    {"levee_origin_errors_total", NULL, "kind=\"no_connection\"", UPSTREAM_FIELD(no_connection, 0)},
+    {"levee_origin_open_connections", "Connections open to an origin.", NULL, UPSTREAM_FIELD(open_connections, 0)},
+    {"levee_origin_waiting", "Requests waiting for a connection to an origin.", NULL, UPSTREAM_FIELD(waiting, 0)},
+};
+
+void gw_register_scrape_metrics(lv_gateway_t *gw)
+{
+    const lv_config_t *cfg = gw->cfg;
+    size_t total = sizeof global_scrapes / sizeof global_scrapes[0] +
+                   cfg->num_origins * (sizeof origin_scrapes / sizeof origin_scrapes[0]);
+    /* Reserve up front: the registry keeps pointers into this array. */
+    gw->scrapes = lv_calloc(total ? total : 1, sizeof *gw->scrapes);
+    gw->num_scrapes = 0;
+    char labels[512], esc[256];
+    for (size_t i = 0; i < sizeof global_scrapes / sizeof global_scrapes[0]; i++) {
+        const scrape_def_t *d = &global_scrapes[i];
+        gw->scrapes[gw->num_scrapes] = (struct scrape){gw, d->source, d->offset, 0};
+        lv_metrics_gauge_fn(gw->metrics, d->name, d->help, d->labels, read_scrape, &gw->scrapes[gw->num_scrapes]);
+        gw->num_scrapes++;
+    }
+    for (size_t o = 0; o < cfg->num_origins; o++) {
+        lv_metrics_label_escape(cfg->origins[o].name, esc, sizeof esc);
+        for (size_t i = 0; i < sizeof origin_scrapes / sizeof origin_scrapes[0]; i++) {
+            const scrape_def_t *d = &origin_scrapes[i];
+            if (d->labels)
+                snprintf(labels, sizeof labels, "origin=\"%s\",%s", esc, d->labels);
+            else
+                snprintf(labels, sizeof labels, "origin=\"%s\"", esc);
+            gw->scrapes[gw->num_scrapes] = (struct scrape){gw, d->source, d->offset, o};
+            lv_metrics_gauge_fn(gw->metrics, d->name, d->help, labels, read_scrape, &gw->scrapes[gw->num_scrapes]);
+            gw->num_scrapes++;
+        }
+    }
+    static const char *const results[] = {"hit", "miss", "stale", "updating", "pass", "coalesced"};
+    lv_counter_t **slots[] = {&gw->cache_results.hit,      &gw->cache_results.miss, &gw->cache_results.stale,
+                              &gw->cache_results.updating, &gw->cache_results.pass, &gw->cache_results.coalesced};
+    for (size_t i = 0; i < sizeof results / sizeof results[0]; i++) {
+        snprintf(labels, sizeof labels, "result=\"%s\"", results[i]);
+        *slots[i] = lv_metrics_counter(gw->metrics, "levee_cache_requests_total",
+                                       "Requests on cached routes by how the cache answered them "
+                                       "(coalesced: waited for another request's fetch).",
+                                       labels);
+    }
+}
+
+static const char *target_name(lv_target_kind_t k)
+{
+    switch (k) {
+    case LV_TARGET_RESPOND: return "respond";
+    case LV_TARGET_REDIRECT: return "redirect";
+    case LV_TARGET_ORIGIN: return "origin";
+    default: return "none";
+    }
+}
+
+static char *status_json(lv_gateway_t *gw)
+{
+    const lv_config_t *cfg = gw->cfg;
+    json_t *root = json_object();
+    json_object_set_new(root, "version", json_string(LV_VERSION));
+    json_object_set_new(root, "uptime_seconds", json_integer((json_int_t)((uint64_t)gw_wall_ms() - gw->started_ms) / 1000));
+    json_object_set_new(root, "threads", json_integer(gw->nloops));
+    json_t *routes = json_array();
+    for (size_t i = 0; i < gw->num_routes; i++) {
+        const route_t *r = &gw->routes[i];
+        uint64_t answered = 0;
+        for (int c = 0; c < NUM_CLASSES; c++)
+            answered += lv_counter_value(r->by_class[c]);
+        json_t *jr = json_pack("{s:s, s:s, s:s, s:s, s:I}", "name", r->cfg->name, "method", r->cfg->method,
+                               "path", r->cfg->path, "target", target_name(r->cfg->kind), "requests",
+                               (json_int_t)answered);
+        if (r->cfg->kind == LV_TARGET_ORIGIN)
+            json_object_set_new(jr, "origin", json_string(r->origin->name));
+        json_object_set_new(jr, "cached", json_boolean(r->cfg->cache.enabled));
+        json_array_append_new(routes, jr);
+    }
+    json_object_set_new(root, "routes", routes);
+    json_t *origins = json_array();
+    for (size_t i = 0; i < cfg->num_origins; i++) {
+        lv_upstream_stats_t us = {0};
+        if (gw->upstreams[i])
+            lv_upstream_stats(gw->upstreams[i], &us);
+        json_array_append_new(origins, json_pack("{s:s, s:s, s:i, s:I, s:I, s:I}", "name", cfg->origins[i].name,
+                                                 "url", cfg->origins[i].url, "max_conns", cfg->origins[i].max_conns,
+                                                 "open_connections", (json_int_t)us.open_connections, "waiting",
+                                                 (json_int_t)us.waiting, "requests", (json_int_t)us.requests));
+    }
+    json_object_set_new(root, "origins", origins);
+    lv_buf_t counters = LV_BUF_INIT;
+    lv_metrics_render_json(gw->metrics, &counters);
+    lv_buf_append(&counters, "", 1);
+    json_t *jc = json_loads(lv_buf_data(&counters), 0, NULL);
+    lv_buf_free(&counters);
+    json_object_set_new(root, "counters", jc ? jc : json_object());
+    char *text = json_dumps(root, JSON_INDENT(2));
+    json_decref(root);
+    return text;
+}
+
+void lv_gateway_admin_handle(lv_http_req_t *req, void *ctx)
+{
+    lv_gateway_t *gw = ctx;
+    bool get = lv_slice_eq(req->head.method, LV_SLICE_LIT("GET")) || req->is_head;
+    lv_slice_t path = req->head.path;
+    if (get && lv_slice_eq(path, LV_SLICE_LIT("/metrics"))) {
+        lv_buf_t out = LV_BUF_INIT;
+        lv_metrics_render(gw->metrics, &out);
+        lv_http_respond(req, 200, LV_SLICE_LIT("Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n"),
+                        lv_buf_slice(&out));
+        lv_buf_free(&out);
+        return;
+    }
+    if (get && lv_slice_eq(path, LV_SLICE_LIT("/status"))) {
+        char *text = status_json(gw);
+        size_t n = strlen(text);
+        text[n] = '\n';
+        lv_http_respond(req, 200, LV_SLICE_LIT("Content-Type: application/json\r\n"), lv_slice(text, n + 1));
+        free(text);
+        return;
+    }
+    if (lv_slice_eq(path, LV_SLICE_LIT("/metrics")) || lv_slice_eq(path, LV_SLICE_LIT("/status"))) {
+        lv_http_respond(req, 405, LV_SLICE_LIT("Allow: GET, HEAD\r\nContent-Type: text/plain\r\n"),
+                        LV_SLICE_LIT("405 Method Not Allowed\n"));
+        return;
+    }
+    lv_http_respond(req, 404, LV_SLICE_LIT("Content-Type: text/plain\r\n"), LV_SLICE_LIT("404 Not Found\n"));
+}

@@ -1,0 +1,277 @@
+/* gateway.c: builds the gateway from the config and runs the request
+ * pipeline for the public listener: route, then the route's target.
+ *
+ * Fixed answers (`respond`) are serialised once at start; a redirect is a
+ * table lookup and a Location header; origins go through proxy.c. Every
+ * answer passes through gw_finish, which records the route's metrics: one
+ * counter by status class and one latency histogram per route. */
+#include "gateway/gateway_internal.h"
+
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/log.h"
+#include "core/mem.h"
+
+#define MAX_RESPONSE_BYTES (64u * 1024 * 1024)
+
+int64_t gw_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- answering ---- */
+
+void gw_finish(lv_gateway_t *gw, route_t *route, lv_http_req_t *req, int status,
+               const lv_slice_t *header_parts, size_t nparts, lv_slice_t body)
+{
+    (void)gw;
+    int cls = status / 100 - 1;
+    if (cls < 0 || cls >= NUM_CLASSES)
+        cls = CLASS_5XX;
+    lv_counter_inc(route->by_class[cls]);
+    uint64_t now = lv_clock_ns();
+    lv_histogram_observe_ns(route->latency, now > req->start_ns ? now - req->start_ns : 0);
+    lv_http_respondv(req, status, header_parts, nparts, body);
+}
+
+void gw_error(lv_gateway_t *gw, route_t *route, lv_http_req_t *req, int status)
+{
+    char body[96];
+    int n = snprintf(body, sizeof body, "%d %s\n", status, lv_http_status_reason(status));
+    lv_slice_t hdr = LV_SLICE_LIT("Content-Type: text/plain\r\n");
+    gw_finish(gw, route, req, status, &hdr, 1, lv_slice(body, (size_t)n));
+}
+
+static void answer_redirect(lv_gateway_t *gw, route_t *route, lv_http_req_t *req, const lv_route_match_t *m)
+{
+    const lv_config_redirect_t *rc = &route->cfg->redirect;
+    lv_slice_t code = m->rest;
+    for (size_t i = 0; i < m->num_params; i++)
+        if (lv_slice_eq(m->params[i].name, LV_SLICE_LIT("code")) || i + 1 == m->num_params)
+            code = m->params[i].value;
+    lv_slice_t url;
+    if (!lv_redirect_table_lookup(route->table, code, &url)) {
+        if (!rc->missing) {
+            gw_error(gw, route, req, 404);
+            return;
+        }
+        url = lv_slice_cstr(rc->missing);
+    }
+    lv_slice_t parts[3] = {LV_SLICE_LIT("Location: "), url, LV_SLICE_LIT("\r\n")};
+    gw_finish(gw, route, req, rc->status, parts, 3, (lv_slice_t){"", 0});
+}
+
+void lv_gateway_handle(lv_http_req_t *req, void *ctx)
+{
+    lv_gateway_t *gw = ctx;
+    lv_route_match_t m;
+    switch (lv_router_match(gw->router, req->head.method, req->head.path, &m)) {
+    case LV_ROUTE_NOT_FOUND:
+        gw_error(gw, &gw->unmatched, req, 404);
+        return;
+    case LV_ROUTE_METHOD_NOT_ALLOWED: {
+        char allow[256];
+        size_t n = lv_router_allow(gw->router, req->head.path, allow, sizeof allow);
+        char body[] = "405 Method Not Allowed\n";
+        lv_slice_t parts[3] = {LV_SLICE_LIT("Content-Type: text/plain\r\nAllow: "), lv_slice(allow, n),
+                               LV_SLICE_LIT("\r\n")};
+        gw_finish(gw, &gw->unmatched, req, 405, parts, 3, lv_slice(body, sizeof body - 1));
+        return;
+    }
+    case LV_ROUTE_FOUND:
+        break;
+    }
+    route_t *route = m.target;
+    switch (route->cfg->kind) {
+    case LV_TARGET_RESPOND: {
+        lv_slice_t h = lv_buf_slice(&route->fixed_headers);
+        gw_finish(gw, route, req, route->cfg->respond.status, &h, 1,
+                  lv_slice(route->cfg->respond.body, route->cfg->respond.body_len));
+        return;
+    }
+    case LV_TARGET_REDIRECT:
+        answer_redirect(gw, route, req, &m);
+        return;
+    case LV_TARGET_ORIGIN:
+        gw_proxy(gw, route, req, &m);
+        return;
+    default:
+        gw_error(gw, route, req, 500);
+        return;
+    }
+}
+
+/* ---- building ---- */
+
+static void register_route_metrics(lv_gateway_t *gw, route_t *route, const char *name)
+{
+    static const char *const classes[NUM_CLASSES] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
+    char esc[512], labels[640];
+    lv_metrics_label_escape(name, esc, sizeof esc);
+    for (int i = 0; i < NUM_CLASSES; i++) {
+        snprintf(labels, sizeof labels, "route=\"%s\",class=\"%s\"", esc, classes[i]);
+        route->by_class[i] = lv_metrics_counter(gw->metrics, "levee_requests_total",
+                                                "Requests answered, by route and status class.", labels);
+    }
+    snprintf(labels, sizeof labels, "route=\"%s\"", esc);
+    route->latency = lv_metrics_histogram(gw->metrics, "levee_request_duration_seconds",
+                                          "Time from a complete request head to its answer, by route.", labels,
+                                          lv_metrics_latency_buckets, lv_metrics_latency_nbuckets);
+}
+
+static int resolve_origin(const lv_config_origin_t *o, struct sockaddr_storage *addr, socklen_t *len, char *err,
+                          size_t errlen)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res = NULL;
+    char port[8];
+    snprintf(port, sizeof port, "%u", o->port);
+    int r = getaddrinfo(o->host, port, &hints, &res);
+    if (r != 0 || !res) {
+        snprintf(err, errlen, "cannot resolve origin host '%s': %s", o->host, gai_strerror(r));
+        return -1;
+    }
+    memcpy(addr, res->ai_addr, res->ai_addrlen);
+    *len = res->ai_addrlen;
+    freeaddrinfo(res);
+    return 0;
+}
+
+static void build_fixed_headers(route_t *route)
+{
+    const lv_config_respond_t *rc = &route->cfg->respond;
+    for (size_t i = 0; i < rc->num_headers; i++)
+        lv_buf_printf(&route->fixed_headers, "%s: %s\r\n", rc->headers[i].name, rc->headers[i].value);
+}
+
+static int build_route(lv_gateway_t *gw, route_t *route, lv_config_errors_t *errs)
+{
+    const lv_config_route_t *rc = route->cfg;
+    char err[512];
+    switch (rc->kind) {
+    case LV_TARGET_RESPOND:
+        build_fixed_headers(route);
+        break;
+    case LV_TARGET_REDIRECT:
+        route->table = lv_redirect_table_load(rc->redirect.table, err, sizeof err);
+        if (!route->table) {
+            lv_config_error(errs, gw->cfg->path, rc->redirect.table_pos, "redirect table %s: %s",
+                            rc->redirect.table, err);
+            return -1;
+        }
+        break;
+    case LV_TARGET_ORIGIN:
+        route->origin = &gw->cfg->origins[rc->origin];
+        route->upstream = gw->upstreams[rc->origin];
+        break;
+    default:
+        break;
+    }
+    if (lv_router_add(gw->router, rc->method, rc->path, route, err, sizeof err) < 0) {
+        lv_config_error(errs, gw->cfg->path, rc->pos, "%s", err);
+        return -1;
+    }
+    register_route_metrics(gw, route, rc->name);
+    return 0;
+}
+
+static int build_upstreams(lv_gateway_t *gw, lv_config_errors_t *errs)
+{
+    const lv_config_t *cfg = gw->cfg;
+    int failed = 0;
+    gw->upstreams = lv_calloc(cfg->num_origins ? cfg->num_origins : 1, sizeof *gw->upstreams);
+    for (size_t i = 0; i < cfg->num_origins; i++) {
+        const lv_config_origin_t *o = &cfg->origins[i];
+        struct sockaddr_storage addr;
+        socklen_t len;
+        char err[256];
+        if (resolve_origin(o, &addr, &len, err, sizeof err) < 0) {
+            lv_config_error(errs, cfg->path, o->pos, "%s", err);
+            failed = -1;
+            continue;
+        }
+        lv_upstream_config_t uc = {
+            .name = o->name,
+            .addr = (struct sockaddr *)&addr,
+            .addr_len = len,
+            .max_conns = o->max_conns,
+            .connect_timeout_ms = o->connect_timeout_ms,
+            .timeout_ms = o->timeout_ms,
+            .max_response_bytes = MAX_RESPONSE_BYTES,
+            .max_header_bytes = cfg->limits.max_header_bytes * 4,
+        };
+        gw->upstreams[i] = lv_upstream_new(&uc, gw->nloops);
+    }
+    return failed;
+}
+
+lv_gateway_t *lv_gateway_new(const lv_config_t *cfg, unsigned nloops, lv_config_errors_t *errs)
+{
+    lv_gateway_t *gw = lv_calloc(1, sizeof *gw);
+    gw->cfg = cfg;
+    gw->nloops = nloops;
+    gw->started_ms = (uint64_t)gw_wall_ms();
+    gw->metrics = lv_metrics_new(nloops);
+    gw->router = lv_router_new();
+    gw->cache = lv_cache_new(cfg->cache_max_bytes, 0);
+    int failed = build_upstreams(gw, errs);
+    int64_t longest = 1000;
+    for (size_t i = 0; i < cfg->num_origins; i++)
+        if (cfg->origins[i].timeout_ms + cfg->origins[i].connect_timeout_ms > longest)
+            longest = cfg->origins[i].timeout_ms + cfg->origins[i].connect_timeout_ms;
+    lv_cache_set_fill_timeout(gw->cache, longest);
+    gw->routes = lv_calloc(cfg->num_routes ? cfg->num_routes : 1, sizeof *gw->routes);
+    gw->num_routes = cfg->num_routes;
+    for (size_t i = 0; i < cfg->num_routes; i++) {
+        gw->routes[i].cfg = &cfg->routes[i];
+        if (failed == 0 || cfg->routes[i].kind != LV_TARGET_ORIGIN)
+            if (build_route(gw, &gw->routes[i], errs) < 0)
+                failed = -1;
+    }
+    register_route_metrics(gw, &gw->unmatched, "(unmatched)");
+    static const lv_config_route_t unmatched_cfg = {.name = "(unmatched)"};
+    gw->unmatched.cfg = &unmatched_cfg;
+    gw_register_scrape_metrics(gw);
+    if (failed) {
+        lv_gateway_free(gw);
+        return NULL;
+    }
+    return gw;
+}
+
+void lv_gateway_set_server(lv_gateway_t *gw, lv_http_server_t *server)
+{
+    gw->server = server;
+}
+
+void lv_gateway_close_loop(lv_gateway_t *gw, lv_loop_t *loop)
+{
+    for (size_t i = 0; i < gw->cfg->num_origins; i++)
+        if (gw->upstreams[i])
+            lv_upstream_close_loop(gw->upstreams[i], loop);
+}
+
+void lv_gateway_free(lv_gateway_t *gw)
+{
+    if (!gw)
+        return;
+    for (size_t i = 0; i < gw->num_routes; i++) {
+        lv_buf_free(&gw->routes[i].fixed_headers);
+        lv_redirect_table_free(gw->routes[i].table);
+    }
+    for (size_t i = 0; i < gw->cfg->num_origins; i++)
+        lv_upstream_free(gw->upstreams[i]);
+    free(gw->upstreams);
+    free(gw->routes);
+    lv_router_free(gw->router);
+    lv_cache_free(gw->cache);
+    lv_metrics_free(gw->metrics);
+    free(gw->scrapes);
+    free(gw);
+}

@@ -1,0 +1,260 @@
+/* main.c: the levee command line.
+ *
+ *   levee serve [-c FILE]   run in the foreground (default ./levee.yaml)
+ *   levee check [-c FILE]   validate a config: print every problem, exit 1
+ *   levee version
+ *
+ * `serve` loads and validates the config exactly as `check` does, builds the
+ * gateway, binds one SO_REUSEPORT socket per listen address per loop, starts
+ * one thread per loop, and waits for SIGINT/SIGTERM on the main thread. Then
+ * it drains: listeners close, idle connections close, busy ones finish their
+ * current answer, bounded by shutdown_timeout; then everything stops and the
+ * process exits 0. */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/config.h"
+#include "core/log.h"
+#include "core/loop.h"
+#include "core/mem.h"
+#include "core/version.h"
+#include "gateway/gateway.h"
+#include "http/server.h"
+#include "metrics/metrics.h"
+
+typedef struct {
+    lv_loop_t *loop;
+    pthread_t thread;
+} worker_t;
+
+typedef struct {
+    lv_http_server_t *public_server;
+    lv_http_server_t *admin_server; /* attached to loop 0 only; may be NULL */
+    lv_gateway_t *gateway;
+} app_t;
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: levee serve [-c FILE]    run the gateway (default config ./levee.yaml)\n"
+               "       levee check [-c FILE]    validate a config and print every problem\n"
+               "       levee version            print the version\n");
+}
+
+static const char *config_path(int argc, char **argv)
+{
+    const char *path = "levee.yaml";
+    for (int i = 2; i < argc; i++) {
+        if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) && i + 1 < argc)
+            path = argv[++i];
+        else {
+            fprintf(stderr, "levee: unexpected argument '%s'\n", argv[i]);
+            usage(stderr);
+            exit(2);
+        }
+    }
+    return path;
+}
+
+static unsigned loop_count(const lv_config_t *cfg)
+{
+    if (cfg->threads > 0)
+        return (unsigned)cfg->threads;
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (unsigned)n : 1;
+}
+
+static void print_errors(const lv_config_errors_t *errs)
+{
+    for (size_t i = 0; i < errs->count; i++)
+        fprintf(stderr, "%s\n", errs->items[i]);
+}
+
+/* Loads the config and builds the gateway: the whole of `check`, and the
+ * first half of `serve`. Returns NULL after printing every problem. */
+static lv_gateway_t *load(const char *path, lv_config_t *cfg, unsigned *nloops)
+{
+    lv_config_errors_t errs = {0};
+    if (lv_config_load(path, cfg, &errs) < 0) {
+        print_errors(&errs);
+        lv_config_errors_free(&errs);
+        return NULL;
+    }
+    *nloops = loop_count(cfg);
+    lv_gateway_t *gw = lv_gateway_new(cfg, *nloops, &errs);
+    if (!gw) {
+        print_errors(&errs);
+        lv_config_errors_free(&errs);
+        lv_config_free(cfg);
+        return NULL;
+    }
+    lv_config_errors_free(&errs);
+    return gw;
+}
+
+static int cmd_check(const char *path)
+{
+    lv_config_t cfg;
+    unsigned nloops;
+    lv_gateway_t *gw = load(path, &cfg, &nloops);
+    if (!gw)
+        return 1;
+    printf("%s: ok (%zu routes, %zu origins)\n", path, cfg.num_routes, cfg.num_origins);
+    lv_gateway_free(gw);
+    lv_config_free(&cfg);
+    return 0;
+}
+
+static void *worker_main(void *arg)
+{
+    worker_t *w = arg;
+    lv_metrics_thread_init(lv_loop_index(w->loop));
+    lv_loop_run(w->loop);
+    return NULL;
+}
+
+/* Posted to every loop when a signal arrives. */
+static void drain_loop(lv_loop_t *loop, void *arg)
+{
+    app_t *app = arg;
+    lv_http_server_drain(app->public_server, loop);
+    if (app->admin_server && lv_loop_index(loop) == 0)
+        lv_http_server_drain(app->admin_server, loop);
+}
+
+/* Posted to every loop once draining is over (or timed out). */
+static void stop_loop(lv_loop_t *loop, void *arg)
+{
+    app_t *app = arg;
+    lv_http_server_close_all(app->public_server, loop);
+    if (app->admin_server && lv_loop_index(loop) == 0)
+        lv_http_server_close_all(app->admin_server, loop);
+    lv_gateway_close_loop(app->gateway, loop);
+    lv_loop_stop(loop);
+}
+
+static int bind_all(const lv_config_listen_t *addrs, size_t n, unsigned nloops, lv_http_server_t *server,
+                    worker_t *workers)
+{
+    char err[256];
+    for (size_t a = 0; a < n; a++)
+        for (unsigned i = 0; i < nloops; i++) {
+            int fd = lv_http_listen((const struct sockaddr *)&addrs[a].addr, addrs[a].addr_len, err, sizeof err);
+            if (fd < 0) {
+                lv_log_error("main", "cannot listen on %s: %s", addrs[a].text, err);
+                return -1;
+            }
+            lv_http_server_attach(server, workers[i].loop, fd);
+        }
+    return 0;
+}
+
+static void wait_for_drain(const app_t *app, int64_t timeout_ms)
+{
+    uint64_t deadline = lv_clock_ns() + (uint64_t)timeout_ms * 1000000u;
+    while (lv_clock_ns() < deadline) {
+        uint64_t open = lv_http_server_open_connections(app->public_server);
+        if (app->admin_server)
+            open += lv_http_server_open_connections(app->admin_server);
+        if (open == 0)
+            return;
+        struct timespec ts = {0, 20 * 1000000};
+        nanosleep(&ts, NULL);
+    }
+    lv_log_warn("main", "shutdown_timeout reached with connections still open: closing them");
+}
+
+static int cmd_serve(const char *path)
+{
+    lv_config_t cfg;
+    unsigned nloops;
+    lv_gateway_t *gw = load(path, &cfg, &nloops);
+    if (!gw)
+        return 1;
+    lv_log_set_level((lv_log_level_t)cfg.log_level);
+
+    /* Signals are taken synchronously by the main thread only. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    app_t app = {.gateway = gw};
+    app.public_server = lv_http_server_new(&cfg.limits, nloops, lv_gateway_handle, gw);
+    lv_gateway_set_server(gw, app.public_server);
+    if (cfg.admin_enabled)
+        app.admin_server = lv_http_server_new(&cfg.limits, nloops, lv_gateway_admin_handle, gw);
+
+    worker_t *workers = lv_calloc(nloops, sizeof *workers);
+    int rc = 0;
+    for (unsigned i = 0; i < nloops; i++) {
+        workers[i].loop = lv_loop_new(i);
+        if (!workers[i].loop) {
+            lv_log_error("main", "cannot create event loop: %s", strerror(errno));
+            return 1;
+        }
+    }
+    if (bind_all(cfg.listen, cfg.num_listen, nloops, app.public_server, workers) < 0 ||
+        (app.admin_server && bind_all(&cfg.admin_listen, 1, 1, app.admin_server, workers) < 0))
+        return 1;
+
+    for (unsigned i = 0; i < nloops; i++)
+        pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]);
+    for (size_t a = 0; a < cfg.num_listen; a++)
+        lv_log_info("main", "levee %s listening on %s (%u threads)", LV_VERSION, cfg.listen[a].text, nloops);
+    if (app.admin_server)
+        lv_log_info("main", "admin on %s (/metrics, /status)", cfg.admin_listen.text);
+
+    int sig = 0;
+    while (sigwait(&sigs, &sig) != 0) {
+    }
+    lv_log_info("main", "%s: draining (up to %lld ms)", sig == SIGINT ? "SIGINT" : "SIGTERM",
+                (long long)cfg.shutdown_timeout_ms);
+    for (unsigned i = 0; i < nloops; i++)
+        lv_loop_post(workers[i].loop, drain_loop, &app);
+    wait_for_drain(&app, cfg.shutdown_timeout_ms);
+    for (unsigned i = 0; i < nloops; i++)
+        lv_loop_post(workers[i].loop, stop_loop, &app);
+    for (unsigned i = 0; i < nloops; i++)
+        pthread_join(workers[i].thread, NULL);
+    for (unsigned i = 0; i < nloops; i++)
+        lv_loop_free(workers[i].loop);
+    free(workers);
+    lv_http_server_free(app.public_server);
+    lv_http_server_free(app.admin_server);
+    lv_gateway_free(gw);
+    lv_config_free(&cfg);
+    lv_log_info("main", "stopped");
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+        printf("levee %s\n", LV_VERSION);
+        return 0;
+    }
+    if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "check") == 0)
+        return cmd_check(config_path(argc, argv));
+    if (strcmp(cmd, "serve") == 0)
+        return cmd_serve(config_path(argc, argv));
+    fprintf(stderr, "levee: unknown command '%s'\n", cmd);
+    usage(stderr);
+    return 2;
+}
