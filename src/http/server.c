@@ -43,6 +43,8 @@
 #define LINGER_MS 2000
 #define LINGER_MAX_BYTES (1024 * 1024)
 #define RESUME_CHECK_MS 100
+#define POOL_BUF_SIZE 16384 /* lv_buf_reserve(READ_CHUNK) on an empty buffer gives exactly this */
+#define POOL_MAX 256
 
 typedef enum { CONN_READ_HEAD, CONN_READ_BODY, CONN_HANDLING, CONN_LINGER, CONN_CLOSED } conn_state_t;
 
@@ -58,6 +60,12 @@ typedef struct loop_state {
     char date_line[64];
     size_t date_len;
     time_t date_sec;
+    /* Recycled storage, so an idle keep-alive connection holds neither an
+     * I/O buffer nor a request struct (10k idle clients stay cheap). */
+    char *free_bufs[POOL_MAX];
+    size_t num_free_bufs;
+    lv_http_req_t *free_reqs[POOL_MAX];
+    size_t num_free_reqs;
 } loop_state_t;
 
 struct lv_http_server {
@@ -86,7 +94,7 @@ struct lv_http_conn {
     lv_http_chunked_t chunk;
     const char *head_base; /* where the head was parsed, to notice a moved buffer */
     uint64_t head_started_ms;
-    lv_http_req_t req;
+    lv_http_req_t *req;     /* from the loop's pool while a request is under way */
     struct sockaddr_storage peer;
     char peer_ip[INET6_ADDRSTRLEN];
 };
@@ -106,6 +114,59 @@ static size_t in_len(const lv_http_conn_t *c) { return lv_buf_len(&c->in); }
 static void arm_timer(lv_http_conn_t *c, int64_t ms)
 {
     lv_timer_start(c->loop, &c->timer, ms > 0 ? (uint64_t)ms : 1);
+}
+
+/* Gives b storage from the loop's pool (if it has none). */
+static void buf_take(loop_state_t *ls, lv_buf_t *b)
+{
+    if (b->data || !ls->num_free_bufs)
+        return;
+    b->data = ls->free_bufs[--ls->num_free_bufs];
+    b->capacity = POOL_BUF_SIZE;
+    b->start = b->end = 0;
+}
+
+/* Returns an empty buffer's storage to the pool (or frees it if it grew). */
+static void buf_give(loop_state_t *ls, lv_buf_t *b)
+{
+    if (!b->data || lv_buf_len(b))
+        return;
+    if (b->capacity == POOL_BUF_SIZE && ls->num_free_bufs < POOL_MAX)
+        ls->free_bufs[ls->num_free_bufs++] = b->data;
+    else
+        free(b->data);
+    *b = LV_BUF_INIT;
+}
+
+static void req_take(lv_http_conn_t *c)
+{
+    loop_state_t *ls = c->ls;
+    if (c->req)
+        return;
+    c->req = ls->num_free_reqs ? ls->free_reqs[--ls->num_free_reqs] : lv_malloc(sizeof *c->req);
+    c->req->conn = c;
+}
+
+static void req_give(lv_http_conn_t *c)
+{
+    loop_state_t *ls = c->ls;
+    if (!c->req)
+        return;
+    if (ls->num_free_reqs < POOL_MAX)
+        ls->free_reqs[ls->num_free_reqs++] = c->req;
+    else
+        free(c->req);
+    c->req = NULL;
+}
+
+/* Between requests with nothing buffered: hand the storage back. */
+static void release_if_idle(lv_http_conn_t *c)
+{
+    if ((c->state != CONN_READ_HEAD && c->state != CONN_CLOSED) || in_len(c) || lv_buf_len(&c->out))
+        return;
+    buf_give(c->ls, &c->in);
+    buf_give(c->ls, &c->out);
+    req_give(c);
 }
 
 static const lv_config_limits_t *limits_of(const lv_http_conn_t *c)
@@ -136,8 +197,9 @@ static void free_conn(lv_loop_t *loop, void *arg)
 {
     lv_http_conn_t *c = arg;
     (void)loop;
-    lv_buf_free(&c->in);
-    lv_buf_free(&c->out);
+    lv_buf_clear(&c->in);
+    lv_buf_clear(&c->out);
+    release_if_idle(c);
     free(c);
 }
 
@@ -253,6 +315,7 @@ static void append_response(lv_http_conn_t *c, int status, const lv_slice_t *par
 {
     loop_state_t *ls = c->ls;
     refresh_date(ls);
+    buf_take(ls, &c->out);
     size_t need = 64 + ls->date_len + 64 + (send_body ? body.len : 0);
     for (size_t i = 0; i < nparts; i++)
         need += parts[i].len;
@@ -321,7 +384,7 @@ static void dispatch(lv_http_conn_t *c)
          * so its slices point at the bytes' new home. */
         int status = 0;
         ssize_t r = lv_http_parse_request(base, c->head_len, 0, limits_of(c)->max_header_bytes,
-                                          &c->req.head, &status);
+                                          &c->req->head, &status);
         if (r != (ssize_t)c->head_len) {
             lv_log_error("http", "request head changed on re-parse (%zd vs %zu)", r, c->head_len);
             send_error(c, 500);
@@ -332,7 +395,7 @@ static void dispatch(lv_http_conn_t *c)
     lv_timer_stop(&c->timer);
     c->state = CONN_HANDLING;
     c->answered_in_handler = false;
-    lv_http_req_t *req = &c->req;
+    lv_http_req_t *req = c->req;
     req->body = lv_slice(base + c->head_len, c->body_len);
     req->loop = c->loop;
     req->start_ns = lv_loop_now_ns(c->loop);
@@ -348,7 +411,7 @@ static void dispatch(lv_http_conn_t *c)
 static bool body_complete(lv_http_conn_t *c)
 {
     const lv_config_limits_t *lim = limits_of(c);
-    if (!c->req.head.chunked)
+    if (!c->req->head.chunked)
         return in_len(c) >= c->head_len + c->body_len;
     char *raw = lv_buf_data(&c->in) + c->head_len + c->body_len;
     size_t raw_len = in_len(c) - c->head_len - c->body_len;
@@ -377,7 +440,7 @@ static bool body_complete(lv_http_conn_t *c)
 /* The head of a request was parsed: decide how its body is read. */
 static void start_body(lv_http_conn_t *c)
 {
-    const lv_http_request_t *h = &c->req.head;
+    const lv_http_request_t *h = &c->req->head;
     const lv_config_limits_t *lim = limits_of(c);
     if (h->content_length > 0 && (uint64_t)h->content_length > lim->max_body_bytes) {
         STAT_INC(c->ls, body_too_large);
@@ -411,13 +474,14 @@ static void process_input(lv_http_conn_t *c)
                 break;
             if (c->close_after_write)
                 break; /* an error answer is pending: read no further requests */
+            req_take(c);
             if (c->head_started_ms == 0) {
                 c->head_started_ms = lv_loop_now_ms(c->loop);
                 arm_timer(c, lim->header_timeout_ms);
             }
             int status = 400;
             ssize_t r = lv_http_parse_request(lv_buf_data(&c->in), in_len(c), c->parse_prev,
-                                              lim->max_header_bytes, &c->req.head, &status);
+                                              lim->max_header_bytes, &c->req->head, &status);
             if (r == LV_HTTP_INCOMPLETE) {
                 c->parse_prev = in_len(c);
                 break;
@@ -440,6 +504,8 @@ static void process_input(lv_http_conn_t *c)
     }
     c->in_process = false;
     flush_output(c);
+    if (c->state != CONN_CLOSED)
+        release_if_idle(c);
 }
 
 static void conn_read(lv_http_conn_t *c)
@@ -465,6 +531,7 @@ static void conn_read(lv_http_conn_t *c)
             conn_close(c);
             return;
         }
+        buf_take(c->ls, &c->in);
         lv_buf_reserve(&c->in, READ_CHUNK);
         size_t room = lv_buf_room(&c->in);
         ssize_t n = read(c->io.fd, lv_buf_tail(&c->in), room);
@@ -511,6 +578,7 @@ static void on_conn_io(lv_loop_t *loop, lv_io_t *io, unsigned events)
                 if (c->state == CONN_CLOSED)
                     return;
             }
+            release_if_idle(c);
         }
     }
     if (events & LV_IO_HUP)
@@ -711,8 +779,14 @@ void lv_http_server_free(lv_http_server_t *s)
 {
     if (!s)
         return;
-    for (unsigned i = 0; i < s->nloops; i++)
-        free(s->loops[i].listeners);
+    for (unsigned i = 0; i < s->nloops; i++) {
+        loop_state_t *ls = &s->loops[i];
+        free(ls->listeners);
+        while (ls->num_free_bufs)
+            free(ls->free_bufs[--ls->num_free_bufs]);
+        while (ls->num_free_reqs)
+            free(ls->free_reqs[--ls->num_free_reqs]);
+    }
     free(s->loops);
     free(s);
 }
