@@ -223,24 +223,21 @@ static void request_failed(uconn_t *uc, lv_upstream_status_t st)
     uc->req = NULL;
     uconn_close(uc);
     if (stale_keepalive && p->idempotent && !p->retried) {
+        /* The origin closed an idle connection as we reused it: nothing was
+         * processed, so send the whole request again, first in line. */
         p->retried = true;
-        p->queued = false;
         STAT_INC(pool, retries);
-        /* Resend from the first byte on another connection. */
-        p->request.start = 0;
-        lv_upstream_t *u = pool->u;
-        (void)u;
-        p->next = p->prev = NULL;
-        if (pool->wait_tail) {
-            pool->wait_tail->next = p;
-            p->prev = pool->wait_tail;
-        } else {
-            pool->wait_head = p;
-        }
-        pool->wait_tail = p;
+        p->prev = NULL;
+        p->next = pool->wait_head;
+        if (pool->wait_head)
+            pool->wait_head->prev = p;
+        else
+            pool->wait_tail = p;
+        pool->wait_head = p;
         p->queued = true;
         __atomic_fetch_add(&pool->u->waiting, 1, __ATOMIC_RELAXED);
         __atomic_fetch_add(&pool->stats.waiting, 1, __ATOMIC_RELAXED);
+        lv_timer_start(pool->loop, &p->wait_timer, (uint64_t)pool->u->cfg.timeout_ms);
         dispatch_waiters(pool);
         return;
     }
