@@ -81,6 +81,12 @@ static const scrape_def_t global_scrapes[] = {
     {"levee_cache_stores_total", "Responses stored in the cache.", NULL, CACHE_FIELD(stores)},
     {"levee_cache_uncacheable_total", "Fetches whose answer could not be cached.", NULL, CACHE_FIELD(uncacheable)},
     {"levee_cache_fill_failures_total", "Cache fills that failed (origin error or timeout).", NULL, CACHE_FIELD(fill_failures)},
+    {"levee_cache_entries", "Keys tracked by the cache (objects, fills in progress, hit-for-miss markers).", NULL, CACHE_FIELD(entries)},
+    {"levee_cache_too_big_total", "Answers too big to store (served, not cached).", NULL, CACHE_FIELD(too_big)},
+    {"levee_cache_stale_if_error_total", "Stale copies served because a fill failed.", NULL, CACHE_FIELD(stale_if_error)},
+    {"levee_cache_lock_takeovers_total", "Fills handed to a new request because the old one ran past the lock age.", NULL, CACHE_FIELD(lock_takeovers)},
+    {"levee_cache_ghost_hits_total", "Misses on recently evicted keys (admitted straight to the main queue).", NULL, CACHE_FIELD(ghost_hits)},
+    {"levee_cache_refreshes_total", "Background refreshes started (stale-while-revalidate).", NULL, CACHE_FIELD(refreshes)},
 };
 
 static const scrape_def_t origin_scrapes[] = {

@@ -219,7 +219,9 @@ lv_gateway_t *lv_gateway_new(const lv_config_t *cfg, unsigned nloops, lv_config_
     gw->started_ms = (uint64_t)gw_wall_ms();
     gw->metrics = lv_metrics_new(nloops);
     gw->router = lv_router_new();
-    gw->cache = lv_cache_new(cfg->cache_max_bytes, 0);
+    /* A few shards per loop keep lock contention negligible; fewer shards
+     * keep each shard's budget, and so the largest storable object, big. */
+    gw->cache = lv_cache_new(cfg->cache_max_bytes, 4 * nloops);
     int failed = build_upstreams(gw, errs);
     int64_t longest = 1000;
     for (size_t i = 0; i < cfg->num_origins; i++)

@@ -9,7 +9,8 @@
  *   MISS_FILL        fetch, store if cacheable, answer (X-Cache: MISS)
  *   MISS_WAIT        another request is fetching this key: wait to be woken
  *                    with its answer (posted to this loop; no polling)
- *   PASS             recently uncacheable: fetch without coalescing
+ *   PASS             recently uncacheable: fetch without coalescing; an
+ *                    answer that is cacheable again is stored, ending it
  *
  * Cache fills always fetch with GET (so a HEAD request can fill the entry for
  * GETs) and without conditional or range headers (so the origin sends a full
@@ -187,6 +188,45 @@ static void answer_failure(proxy_req_t *pr, lv_upstream_status_t st, lv_cache_ob
     gw_error(pr->gw, pr->route, pr->req, lv_upstream_status_code(st));
 }
 
+/* What the cache rules say about an origin answer on this route. */
+static lv_cache_decision_t decide(const route_t *route, const lv_http_response_t *head)
+{
+    lv_cache_control_t cc;
+    lv_cache_control_init(&cc);
+    bool set_cookie = false, vary_star = false;
+    for (size_t i = 0; i < head->num_headers; i++) {
+        lv_slice_t name = head->headers[i].name;
+        if (name_is(name, "cache-control"))
+            lv_cache_control_parse(head->headers[i].value, &cc);
+        else if (name_is(name, "set-cookie"))
+            set_cookie = true;
+        else if (name_is(name, "vary") && lv_http_list_has_token(head->headers[i].value, LV_SLICE_LIT("*")))
+            vary_star = true;
+    }
+    return lv_cache_decide(&route->cfg->cache, head->status, &cc, set_cookie, vary_star);
+}
+
+/* Ends a fill (or a PASS whose answer proved cacheable) with the origin's
+ * answer, and serves what the cache hands back. */
+static void finish_fill(proxy_req_t *pr, const lv_upstream_result_t *res, const lv_buf_t *headers,
+                        lv_cache_decision_t d, int64_t now)
+{
+    lv_gateway_t *gw = pr->gw;
+    const lv_http_response_t *head = res->head;
+    lv_cache_obj_t *obj = lv_cache_obj_new(head->status, lv_buf_data(headers), lv_buf_len(headers),
+                                           res->body.ptr, res->body.len);
+    lv_cache_obj_set_lifetime(obj, now, d.ttl_ms, d.swr_ms, d.sie_ms);
+    lv_cache_obj_t *served = lv_cache_fill_done(gw->cache, lv_slice(pr->key, pr->key_len), now, obj, d.cacheable,
+                                                d.cacheable ? 0 : HIT_FOR_MISS_MS);
+    if (pr->req && served) {
+        count_cache(pr->mode == MODE_PASS ? gw->cache_results.pass : gw->cache_results.miss);
+        serve_obj(pr, served, "MISS");
+    } else if (pr->req) {
+        gw_error(gw, pr->route, pr->req, 502);
+    }
+    lv_cache_obj_unref(served);
+}
+
 static void on_upstream_done(const lv_upstream_result_t *res, void *arg)
 {
     proxy_req_t *pr = arg;
@@ -208,45 +248,21 @@ static void on_upstream_done(const lv_upstream_result_t *res, void *arg)
         return;
     }
 
-    const lv_http_response_t *head = res->head;
     lv_buf_t headers = LV_BUF_INIT;
-    filter_response_headers(head, &headers);
-
-    if (pr->mode == MODE_FILL || pr->mode == MODE_REFRESH) {
-        lv_cache_control_t cc;
-        lv_cache_control_init(&cc);
-        bool set_cookie = false, vary_star = false;
-        for (size_t i = 0; i < head->num_headers; i++) {
-            lv_slice_t name = head->headers[i].name;
-            if (name_is(name, "cache-control"))
-                lv_cache_control_parse(head->headers[i].value, &cc);
-            else if (name_is(name, "set-cookie"))
-                set_cookie = true;
-            else if (name_is(name, "vary") && lv_http_list_has_token(head->headers[i].value, LV_SLICE_LIT("*")))
-                vary_star = true;
-        }
-        lv_cache_decision_t d = lv_cache_decide(&pr->route->cfg->cache, head->status, &cc, set_cookie, vary_star);
-        lv_cache_obj_t *obj = lv_cache_obj_new(head->status, lv_buf_data(&headers), lv_buf_len(&headers),
-                                               res->body.ptr, res->body.len);
-        lv_cache_obj_set_lifetime(obj, now, d.ttl_ms, d.swr_ms, d.sie_ms);
-        lv_cache_obj_t *served =
-            lv_cache_fill_done(gw->cache, key, now, obj, d.cacheable, d.cacheable ? 0 : HIT_FOR_MISS_MS);
-        if (pr->req && served) {
-            count_cache(gw->cache_results.miss);
-            serve_obj(pr, served, "MISS");
-        } else if (pr->req) {
-            gw_error(gw, pr->route, pr->req, 502);
-        }
-        lv_cache_obj_unref(served);
-        lv_buf_free(&headers);
-        proxy_req_free(pr);
-        return;
+    filter_response_headers(res->head, &headers);
+    lv_cache_decision_t d = {0};
+    bool cached_route = pr->mode != MODE_PLAIN;
+    if (cached_route)
+        d = decide(pr->route, res->head);
+    /* A PASS answer that is cacheable again ends the hit-for-miss marker. */
+    if (pr->mode == MODE_FILL || pr->mode == MODE_REFRESH || (pr->mode == MODE_PASS && d.cacheable)) {
+        finish_fill(pr, res, &headers, d, now);
+    } else {
+        lv_slice_t parts[2] = {lv_buf_slice(&headers), LV_SLICE_LIT("X-Cache: MISS\r\n")};
+        if (pr->mode == MODE_PASS)
+            count_cache(gw->cache_results.pass);
+        gw_finish(gw, pr->route, pr->req, res->head->status, parts, cached_route ? 2 : 1, res->body);
     }
-
-    lv_slice_t parts[2] = {lv_buf_slice(&headers), LV_SLICE_LIT("X-Cache: MISS\r\n")};
-    if (pr->mode == MODE_PASS)
-        count_cache(gw->cache_results.pass);
-    gw_finish(gw, pr->route, pr->req, head->status, parts, pr->mode == MODE_PASS ? 2 : 1, res->body);
     lv_buf_free(&headers);
     proxy_req_free(pr);
 }
@@ -262,14 +278,28 @@ static void send_fetch(proxy_req_t *pr, lv_buf_t *request, bool is_head, bool id
 static void serve_woken(lv_loop_t *loop, void *arg)
 {
     proxy_req_t *pr = arg;
+    cache_counters_t *cr = &pr->gw->cache_results;
     (void)loop;
-    if (pr->woken_obj) {
-        count_cache(pr->gw->cache_results.coalesced);
+    switch (pr->waiter.woken) {
+    case LV_CACHE_WOKEN_STORED:
+        count_cache(cr->coalesced);
         serve_obj(pr, pr->woken_obj, "HIT");
-        lv_cache_obj_unref(pr->woken_obj);
-    } else {
+        break;
+    case LV_CACHE_WOKEN_NOT_STORED:
+        count_cache(cr->coalesced);
+        serve_obj(pr, pr->woken_obj, "MISS");
+        break;
+    case LV_CACHE_WOKEN_STALE:
+        count_cache(cr->stale);
+        serve_obj(pr, pr->woken_obj, "STALE");
+        break;
+    case LV_CACHE_WOKEN_FAILED:
+        /* The fetch this request waited for failed and nothing stale may be
+         * served: fail fast rather than pile another fetch on the origin. */
         gw_error(pr->gw, pr->route, pr->req, 502);
+        break;
     }
+    lv_cache_obj_unref(pr->woken_obj);
     proxy_req_free(pr);
 }
 
