@@ -4,7 +4,7 @@
 # `make run` and `make test` call it first so a fresh Debian 12 machine works.
 set -e
 build="gcc make pkg-config libyaml-dev libjansson-dev libssl-dev libxxhash-dev"
-test="clang libclang-rt-14-dev libhttp-parser-dev python3-pytest python3-requests curl"
+test="clang libclang-rt-14-dev libhttp-parser-dev python3-pytest python3-requests python3-prometheus-client curl"
 bench="wrk nginx-light"
 case "${1:-all}" in
   build) want="$build" ;;

@@ -6,7 +6,8 @@
 #ifndef LV_CORE_LOG_H
 #define LV_CORE_LOG_H
 
-typedef enum { LV_LOG_DEBUG, LV_LOG_INFO, LV_LOG_WARN, LV_LOG_ERROR } lv_log_level_t;
+/* LV_LOG_OFF is only a threshold (silences everything, for tests). */
+typedef enum { LV_LOG_DEBUG, LV_LOG_INFO, LV_LOG_WARN, LV_LOG_ERROR, LV_LOG_OFF } lv_log_level_t;
 
 /* Messages below this level are dropped (default LV_LOG_INFO). */
 void lv_log_set_level(lv_log_level_t level);

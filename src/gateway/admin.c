@@ -102,6 +102,23 @@ static const scrape_def_t origin_scrapes[] = {
     {"levee_origin_waiting", "Requests waiting for a connection to an origin.", NULL, UPSTREAM_FIELD(waiting, 0)},
 };
 
+static bool ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+/* Registers the scrape slot just filled in; names ending in _total are
+ * counters, the rest gauges. */
+static void register_scrape(lv_gateway_t *gw, const scrape_def_t *d, const char *labels)
+{
+    struct scrape *slot = &gw->scrapes[gw->num_scrapes];
+    if (ends_with(d->name, "_total"))
+        lv_metrics_counter_fn(gw->metrics, d->name, d->help, labels, read_scrape, slot);
+    else
+        lv_metrics_gauge_fn(gw->metrics, d->name, d->help, labels, read_scrape, slot);
+}
+
 void gw_register_scrape_metrics(lv_gateway_t *gw)
 {
     const lv_config_t *cfg = gw->cfg;
@@ -114,7 +131,7 @@ void gw_register_scrape_metrics(lv_gateway_t *gw)
     for (size_t i = 0; i < sizeof global_scrapes / sizeof global_scrapes[0]; i++) {
         const scrape_def_t *d = &global_scrapes[i];
         gw->scrapes[gw->num_scrapes] = (struct scrape){gw, d->source, d->offset, 0};
-        lv_metrics_gauge_fn(gw->metrics, d->name, d->help, d->labels, read_scrape, &gw->scrapes[gw->num_scrapes]);
+        register_scrape(gw, d, d->labels);
         gw->num_scrapes++;
     }
     for (size_t o = 0; o < cfg->num_origins; o++) {
@@ -126,7 +143,7 @@ void gw_register_scrape_metrics(lv_gateway_t *gw)
             else
                 snprintf(labels, sizeof labels, "origin=\"%s\"", esc);
             gw->scrapes[gw->num_scrapes] = (struct scrape){gw, d->source, d->offset, o};
-            lv_metrics_gauge_fn(gw->metrics, d->name, d->help, labels, read_scrape, &gw->scrapes[gw->num_scrapes]);
+            register_scrape(gw, d, labels);
             gw->num_scrapes++;
         }
     }
