@@ -89,7 +89,7 @@ typedef struct {
     lv_target_kind_t kind;
     lv_config_respond_t respond;
     lv_config_redirect_t redirect;
-    int origin;                   /* index into lv_config_t.origins */
+    int origin;                   /* index into lv_config_t.origins; -1 unless kind is ORIGIN */
     lv_config_route_cache_t cache;
 } lv_config_route_t;
 
@@ -119,11 +119,11 @@ typedef struct {
 
 typedef struct {
     char *path;                   /* the file this came from */
-    char *dir;                    /* its directory, for relative paths */
+    char *dir;                    /* its directory (absolute; "." for lv_config_load_string) */
     lv_config_listen_t *listen;   /* at least one; default 127.0.0.1:8080 */
     size_t num_listen;
     int threads;                  /* 0 = auto (one per core) */
-    bool admin_enabled;           /* true unless `admin: { listen: off }` */
+    bool admin_enabled;           /* true unless `admin: { listen: off }` (admin_listen then keeps its default) */
     lv_config_listen_t admin_listen; /* default 127.0.0.1:9901 */
     uint64_t cache_max_bytes;     /* default 256 MiB */
     int64_t shutdown_timeout_ms;  /* default 10 s */
@@ -147,7 +147,8 @@ int lv_config_load_string(const char *name, const char *yaml, size_t len, lv_con
 /* Releases everything the config owns and zeroes it. */
 void lv_config_free(lv_config_t *cfg);
 
-/* Appends "FILE:LINE:COL: message" to errs. */
+/* Appends "FILE:LINE:COL: message" to errs, or "FILE: message" when
+ * pos.line <= 0 (problems with the file as a whole: unreadable, too big). */
 void lv_config_error(lv_config_errors_t *errs, const char *file, lv_config_pos_t pos,
                      const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 

@@ -1,0 +1,1039 @@
+/* config_test.c: unit tests for the levee.yaml parser (core/config.h).
+ *
+ * Most tests load YAML from memory under the name "t.yaml" and compare the
+ * complete list of messages, joined by newlines, with the exact expected
+ * text, so a change in wording or position is a visible test change. The
+ * redirect-table check touches the file system: those tests work in a fresh
+ * temporary directory. Run under ASan (`make SAN=1`) to check that failed
+ * loads free everything. */
+#include "core/config.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/buf.h"
+#include "core/log.h"
+#include "test.h"
+
+static char tmpdir[64];     /* fresh directory for files the tests need */
+static char table_csv[128]; /* an existing, readable redirect table in it */
+
+static void make_tmpdir(void)
+{
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/lv_config_test.XXXXXX");
+    if (!mkdtemp(tmpdir)) {
+        perror("mkdtemp");
+        exit(1);
+    }
+    snprintf(table_csv, sizeof table_csv, "%s/qr.csv", tmpdir);
+    FILE *f = fopen(table_csv, "w");
+    if (!f) {
+        perror(table_csv);
+        exit(1);
+    }
+    fputs("code,url\n", f);
+    fclose(f);
+}
+
+static void remove_tmpdir(void)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", tmpdir);
+}
+
+/* Every message, one per line, without a trailing newline. */
+static char *joined(const lv_config_errors_t *errs)
+{
+    lv_buf_t b = LV_BUF_INIT;
+    for (size_t i = 0; i < errs->count; i++)
+        lv_buf_printf(&b, "%s%s", i ? "\n" : "", errs->items[i]);
+    lv_buf_append(&b, "", 1);
+    char *s = strdup(lv_buf_data(&b));
+    lv_buf_free(&b);
+    return s;
+}
+
+static int load(const char *yaml, lv_config_t *cfg, lv_config_errors_t *errs)
+{
+    return lv_config_load_string("t.yaml", yaml, strlen(yaml), cfg, errs);
+}
+
+static bool is_zeroed(const lv_config_t *cfg)
+{
+    static const lv_config_t zero;
+    return memcmp(cfg, &zero, sizeof zero) == 0;
+}
+
+/* Loads yaml expecting failure with exactly `expected` (joined messages).
+ * Prints the difference and returns false on mismatch. */
+static bool fails_with(const char *yaml, const char *expected)
+{
+    lv_config_t cfg;
+    lv_config_errors_t errs = {0};
+    int rc = load(yaml, &cfg, &errs);
+    char *got = joined(&errs);
+    bool ok = rc == -1 && is_zeroed(&cfg) && strcmp(got, expected) == 0;
+    if (!ok)
+        fprintf(stderr, "  for YAML:\n%s\n  expected (rc -1):\n%s\n  got (rc %d%s):\n%s\n", yaml,
+                expected, rc, is_zeroed(&cfg) ? "" : ", cfg not zeroed", got);
+    if (rc == 0)
+        lv_config_free(&cfg);
+    free(got);
+    lv_config_errors_free(&errs);
+    return ok;
+}
+
+#define CHECK_FAILS(yaml, expected) CHECK(fails_with((yaml), (expected)))
+
+/* ------------------------------------------------------------------ */
+
+static void test_full_config(void)
+{
+    char yaml[4096];
+    snprintf(yaml, sizeof yaml,
+             "listen: [127.0.0.1:8080, '[::1]:8081']\n"
+             "threads: 4\n"
+             "admin: { listen: 127.0.0.1:9902 }\n"
+             "cache: { max_bytes: 64MiB }\n"
+             "log_level: warn\n"
+             "shutdown_timeout: 2500ms\n"
+             "limits: { max_connections: 5000, max_header_bytes: 8KiB, max_body_bytes: 1MB,\n"
+             "          header_timeout: 5s, idle_timeout: 2m, request_timeout: 1h }\n"
+             "origins:\n"
+             "  events: { url: http://127.0.0.1:3000, max_conns: 16, connect_timeout: 250ms,\n"
+             "            timeout: 5s }\n"
+             "routes:\n"
+             "  - match: GET /hello\n"
+             "    respond: { status: 201, body: \"hello\\n\", headers: { content-type: text/plain, "
+             "X-Id: 7 } }\n"
+             "  - match: GET /r/{code}\n"
+             "    redirect: { table: %s, status: 301, missing: https://example.com/ }\n"
+             "  - match: ANY /events/*\n"
+             "    name: events\n"
+             "    origin: events\n"
+             "    cache: { ttl: 10s, stale_while_revalidate: 60s, stale_if_error: 10m,\n"
+             "             statuses: [200, 404], cache_set_cookie: true }\n"
+             "  - match: POST /api/{version}/items/{id}\n"
+             "    origin: http://10.0.0.2:9000/base/\n",
+             table_csv);
+    lv_config_t cfg;
+    lv_config_errors_t errs = {0};
+    int rc = load(yaml, &cfg, &errs);
+    char *msgs = joined(&errs);
+    CHECK_STR(msgs, "");
+    free(msgs);
+    CHECK_EQ(rc, 0);
+    lv_config_errors_free(&errs);
+
+    CHECK_STR(cfg.path, "t.yaml");
+    CHECK_STR(cfg.dir, ".");
+    CHECK_EQ(cfg.num_listen, 2);
+    CHECK_STR(cfg.listen[0].text, "127.0.0.1:8080");
+    CHECK_EQ(cfg.listen[0].pos.line, 1);
+    CHECK_EQ(cfg.listen[0].pos.col, 10);
+    const struct sockaddr_in *sin = (const struct sockaddr_in *)&cfg.listen[0].addr;
+    CHECK_EQ(sin->sin_family, AF_INET);
+    CHECK_EQ(ntohs(sin->sin_port), 8080);
+    CHECK_EQ(ntohl(sin->sin_addr.s_addr), INADDR_LOOPBACK);
+    CHECK_EQ(cfg.listen[0].addr_len, sizeof(struct sockaddr_in));
+    CHECK_STR(cfg.listen[1].text, "[::1]:8081");
+    const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&cfg.listen[1].addr;
+    CHECK_EQ(sin6->sin6_family, AF_INET6);
+    CHECK_EQ(ntohs(sin6->sin6_port), 8081);
+    CHECK(IN6_IS_ADDR_LOOPBACK(&sin6->sin6_addr));
+    CHECK_EQ(cfg.threads, 4);
+    CHECK(cfg.admin_enabled);
+    CHECK_STR(cfg.admin_listen.text, "127.0.0.1:9902");
+    CHECK_EQ(ntohs(((const struct sockaddr_in *)&cfg.admin_listen.addr)->sin_port), 9902);
+    CHECK_EQ(cfg.admin_listen.pos.line, 3);
+    CHECK_EQ(cfg.admin_listen.pos.col, 18);
+    CHECK_EQ(cfg.cache_max_bytes, 64ull << 20);
+    CHECK_EQ(cfg.log_level, LV_LOG_WARN);
+    CHECK_EQ(cfg.shutdown_timeout_ms, 2500);
+    CHECK_EQ(cfg.limits.max_connections, 5000);
+    CHECK_EQ(cfg.limits.max_header_bytes, 8192);
+    CHECK_EQ(cfg.limits.max_body_bytes, 1000000);
+    CHECK_EQ(cfg.limits.header_timeout_ms, 5000);
+    CHECK_EQ(cfg.limits.idle_timeout_ms, 120000);
+    CHECK_EQ(cfg.limits.request_timeout_ms, 3600000);
+
+    CHECK_EQ(cfg.num_origins, 2);
+    const lv_config_origin_t *o = &cfg.origins[0];
+    CHECK_STR(o->name, "events");
+    CHECK_STR(o->url, "http://127.0.0.1:3000");
+    CHECK_STR(o->host, "127.0.0.1");
+    CHECK_STR(o->host_header, "127.0.0.1:3000");
+    CHECK_EQ(o->port, 3000);
+    CHECK_STR(o->base_path, "");
+    CHECK_EQ(o->max_conns, 16);
+    CHECK_EQ(o->connect_timeout_ms, 250);
+    CHECK_EQ(o->timeout_ms, 5000);
+    CHECK_EQ(o->pos.line, 10);
+    CHECK_EQ(o->pos.col, 3);
+    o = &cfg.origins[1];
+    CHECK_STR(o->name, "http://10.0.0.2:9000/base/");
+    CHECK_STR(o->url, "http://10.0.0.2:9000/base/");
+    CHECK_STR(o->host, "10.0.0.2");
+    CHECK_STR(o->host_header, "10.0.0.2:9000");
+    CHECK_EQ(o->port, 9000);
+    CHECK_STR(o->base_path, "/base");
+    CHECK_EQ(o->max_conns, 64);
+    CHECK_EQ(o->connect_timeout_ms, 1000);
+    CHECK_EQ(o->timeout_ms, 30000);
+    CHECK_EQ(o->pos.line, 23);
+    CHECK_EQ(o->pos.col, 13);
+
+    CHECK_EQ(cfg.num_routes, 4);
+    const lv_config_route_t *r = &cfg.routes[0];
+    CHECK_STR(r->method, "GET");
+    CHECK_STR(r->path, "/hello");
+    CHECK_STR(r->name, "GET /hello");
+    CHECK_EQ(r->pos.line, 13);
+    CHECK_EQ(r->pos.col, 12);
+    CHECK_EQ(r->kind, LV_TARGET_RESPOND);
+    CHECK_EQ(r->respond.status, 201);
+    CHECK_EQ(r->respond.body_len, 6);
+    CHECK_STR(r->respond.body, "hello\n");
+    CHECK_EQ(r->respond.num_headers, 2);
+    CHECK_STR(r->respond.headers[0].name, "content-type");
+    CHECK_STR(r->respond.headers[0].value, "text/plain");
+    CHECK_STR(r->respond.headers[1].name, "X-Id");
+    CHECK_STR(r->respond.headers[1].value, "7");
+    CHECK(!r->cache.enabled);
+    CHECK_EQ(r->origin, -1);
+
+    r = &cfg.routes[1];
+    CHECK_STR(r->name, "GET /r/{code}");
+    CHECK_STR(r->path, "/r/{code}");
+    CHECK_EQ(r->kind, LV_TARGET_REDIRECT);
+    CHECK_STR(r->redirect.table, table_csv);
+    CHECK_EQ(r->redirect.table_pos.line, 16);
+    CHECK_EQ(r->redirect.table_pos.col, 24);
+    CHECK_EQ(r->redirect.status, 301);
+    CHECK_STR(r->redirect.missing, "https://example.com/");
+
+    r = &cfg.routes[2];
+    CHECK_STR(r->method, "ANY");
+    CHECK_STR(r->path, "/events/*");
+    CHECK_STR(r->name, "events");
+    CHECK_EQ(r->kind, LV_TARGET_ORIGIN);
+    CHECK_EQ(r->origin, 0);
+    CHECK(r->cache.enabled);
+    CHECK_EQ(r->cache.ttl_ms, 10000);
+    CHECK_EQ(r->cache.stale_while_revalidate_ms, 60000);
+    CHECK_EQ(r->cache.stale_if_error_ms, 600000);
+    CHECK_EQ(r->cache.num_statuses, 2);
+    CHECK_EQ(r->cache.statuses[0], 200);
+    CHECK_EQ(r->cache.statuses[1], 404);
+    CHECK(r->cache.cache_set_cookie);
+
+    r = &cfg.routes[3];
+    CHECK_STR(r->method, "POST");
+    CHECK_STR(r->path, "/api/{version}/items/{id}");
+    CHECK_EQ(r->kind, LV_TARGET_ORIGIN);
+    CHECK_EQ(r->origin, 1);
+    CHECK(!r->cache.enabled);
+
+    lv_config_free(&cfg);
+    CHECK(is_zeroed(&cfg));
+}
+
+static void check_defaults(const char *yaml)
+{
+    lv_config_t cfg;
+    lv_config_errors_t errs = {0};
+    CHECK_EQ(load(yaml, &cfg, &errs), 0);
+    CHECK_EQ(errs.count, 0);
+    CHECK_EQ(cfg.num_listen, 1);
+    CHECK_STR(cfg.listen[0].text, "127.0.0.1:8080");
+    const struct sockaddr_in *sin = (const struct sockaddr_in *)&cfg.listen[0].addr;
+    CHECK_EQ(ntohs(sin->sin_port), 8080);
+    CHECK_EQ(ntohl(sin->sin_addr.s_addr), INADDR_LOOPBACK);
+    CHECK_EQ(cfg.threads, 0);
+    CHECK(cfg.admin_enabled);
+    CHECK_STR(cfg.admin_listen.text, "127.0.0.1:9901");
+    CHECK_EQ(ntohs(((const struct sockaddr_in *)&cfg.admin_listen.addr)->sin_port), 9901);
+    CHECK_EQ(cfg.cache_max_bytes, 256ull << 20);
+    CHECK_EQ(cfg.shutdown_timeout_ms, 10000);
+    CHECK_EQ(cfg.log_level, LV_LOG_INFO);
+    CHECK_EQ(cfg.limits.max_connections, 100000);
+    CHECK_EQ(cfg.limits.max_header_bytes, 16384);
+    CHECK_EQ(cfg.limits.max_body_bytes, 6ull << 20);
+    CHECK_EQ(cfg.limits.header_timeout_ms, 10000);
+    CHECK_EQ(cfg.limits.idle_timeout_ms, 60000);
+    CHECK_EQ(cfg.limits.request_timeout_ms, 30000);
+    CHECK_EQ(cfg.num_origins, 0);
+    CHECK_EQ(cfg.num_routes, 0);
+    lv_config_free(&cfg);
+}
+
+static void test_defaults(void)
+{
+    check_defaults("");
+    check_defaults("# nothing but a comment\n");
+    check_defaults("{}");
+    check_defaults("---\n");
+    check_defaults("admin:\nlimits: {}\ncache:\norigins:\nroutes: []\n");
+}
+
+static void test_route_defaults(void)
+{
+    lv_config_t cfg;
+    lv_config_errors_t errs = {0};
+    int rc = load("routes:\n"
+                  "  - match: GET /\n"
+                  "    respond:\n"
+                  "  - match: GET /a\n"
+                  "    origin: http://example.com\n"
+                  "    cache:\n"
+                  "  - match: GET /b\n"
+                  "    origin: http://example.com\n"
+                  "  - match: DELETE /c\n"
+                  "    origin: 'http://[::1]/'\n",
+                  &cfg, &errs);
+    CHECK_EQ(errs.count, 0);
+    CHECK_EQ(rc, 0);
+    const lv_config_route_t *r = &cfg.routes[0];
+    CHECK_EQ(r->kind, LV_TARGET_RESPOND);
+    CHECK_EQ(r->respond.status, 200);
+    CHECK_STR(r->respond.body, "");
+    CHECK_EQ(r->respond.body_len, 0);
+    CHECK_EQ(r->respond.num_headers, 0);
+    CHECK(!r->cache.enabled);
+    r = &cfg.routes[1];
+    CHECK(r->cache.enabled);
+    CHECK_EQ(r->cache.ttl_ms, -1);
+    CHECK_EQ(r->cache.stale_while_revalidate_ms, -1);
+    CHECK_EQ(r->cache.stale_if_error_ms, -1);
+    CHECK(r->cache.statuses == NULL);
+    CHECK_EQ(r->cache.num_statuses, 0);
+    CHECK(!r->cache.cache_set_cookie);
+    /* One anonymous origin shared by both routes that name the same URL. */
+    CHECK_EQ(cfg.num_origins, 2);
+    CHECK_EQ(cfg.routes[1].origin, 0);
+    CHECK_EQ(cfg.routes[2].origin, 0);
+    CHECK_STR(cfg.origins[0].host, "example.com");
+    CHECK_STR(cfg.origins[0].host_header, "example.com");
+    CHECK_EQ(cfg.origins[0].port, 80);
+    CHECK_STR(cfg.origins[0].base_path, "");
+    CHECK_EQ(cfg.routes[3].origin, 1);
+    CHECK_STR(cfg.origins[1].host, "::1");
+    CHECK_STR(cfg.origins[1].host_header, "[::1]");
+    CHECK_STR(cfg.origins[1].base_path, "");
+    lv_config_free(&cfg);
+}
+
+static void test_redirect_defaults(void)
+{
+    char yaml[512];
+    snprintf(yaml, sizeof yaml, "routes:\n  - match: GET /r/{c}\n    redirect: { table: %s }\n",
+             table_csv);
+    lv_config_t cfg;
+    lv_config_errors_t errs = {0};
+    CHECK_EQ(load(yaml, &cfg, &errs), 0);
+    CHECK_EQ(cfg.routes[0].redirect.status, 302);
+    CHECK(cfg.routes[0].redirect.missing == NULL);
+    lv_config_free(&cfg);
+}
+
+static void test_admin_off_and_threads_auto(void)
+{
+    lv_config_t cfg;
+    lv_config_errors_t errs = {0};
+    CHECK_EQ(load("threads: auto\nadmin: { listen: off }\nlisten: 9000\n", &cfg, &errs), 0);
+    CHECK_EQ(cfg.threads, 0);
+    CHECK(!cfg.admin_enabled);
+    CHECK_STR(cfg.listen[0].text, "9000");
+    lv_config_free(&cfg);
+    CHECK_EQ(load("threads: 256\nadmin:\n  listen: '[::]:9901'\n", &cfg, &errs), 0);
+    CHECK_EQ(cfg.threads, 256);
+    CHECK(cfg.admin_enabled);
+    CHECK_EQ(cfg.admin_listen.addr.ss_family, AF_INET6);
+    lv_config_free(&cfg);
+    /* `off` frees the admin port, so the public side may take it. */
+    CHECK_EQ(load("listen: 9901\nadmin: { listen: off }\n", &cfg, &errs), 0);
+    lv_config_free(&cfg);
+    CHECK_EQ(errs.count, 0);
+}
+
+/* Each case is one mistake and the exact message it must produce. */
+static const struct {
+    const char *yaml, *expected;
+} error_cases[] = {
+    /* YAML level */
+    {"a: [\n", "t.yaml:2:1: syntax error: did not find expected node content (while parsing a "
+               "flow node at 2:1)"},
+    {"a: 'x\n", "t.yaml:2:1: syntax error: found unexpected end of stream (while scanning a "
+                "quoted scalar at 1:4)"},
+    {"threads: 2\n\xff\n", "t.yaml:2:1: syntax error: invalid leading UTF-8 octet (0xFF)"},
+    {"threads: &n 2\n", "t.yaml:1:10: YAML anchors (&n) are not supported; repeat the value "
+                        "instead"},
+    {"threads: !!int 2\n", "t.yaml:1:10: YAML tags (tag:yaml.org,2002:int) are not supported; "
+                           "quote the value if it must be a string"},
+    {"limits: &l {}\nadmin: *l\n",
+     "t.yaml:1:9: YAML anchors (&l) are not supported; repeat the value instead\n"
+     "t.yaml:2:8: YAML aliases (*l) are not supported; repeat the value instead"},
+    {"threads: 2\n---\nthreads: 3\n",
+     "t.yaml:2:1: only one YAML document is allowed; remove this '---' and what follows"},
+    {"- listen: 8080\n", "t.yaml:1:1: the configuration must be a mapping of keys (like "
+                         "'listen: 8080'), not a list"},
+    {"? [a]\n: 1\n", "t.yaml:1:3: a key must be a single value, not a list"},
+    /* keys */
+    {"foo: 1\n", "t.yaml:1:1: unknown key 'foo' at top level; expected one of: listen, threads, "
+                 "admin, cache, log_level, shutdown_timeout, limits, origins, routes"},
+    {"threads: 1\nthreads: 2\n", "t.yaml:2:1: duplicate key 'threads' (first at 1:1)"},
+    /* threads */
+    {"threads: 0\n", "t.yaml:1:10: 'threads' must be 'auto' or a whole number from 1 to 256, "
+                     "got '0'"},
+    {"threads: 257\n", "t.yaml:1:10: 'threads' must be 'auto' or a whole number from 1 to 256, "
+                       "got '257'"},
+    {"threads: [1]\n", "t.yaml:1:10: 'threads' must be a single value, not a list"},
+    {"threads:\n", "t.yaml:1:9: 'threads' has no value"},
+    {"threads: \"1\\0\"\n", "t.yaml:1:10: 'threads' must not contain NUL characters"},
+    /* listen and admin */
+    {"listen: {a: 1}\n", "t.yaml:1:9: 'listen' must be an address or a list of addresses, not a "
+                         "mapping"},
+    {"listen: []\n", "t.yaml:1:9: 'listen' needs at least one address"},
+    {"listen: 1.2.3:80\n", "t.yaml:1:9: invalid listen address '1.2.3:80' (use e.g. "
+                           "127.0.0.1:8080, [::1]:8080, *:8080 or 8080)"},
+    {"listen: 127.0.0.1:0\n", "t.yaml:1:9: invalid listen address '127.0.0.1:0' (use e.g. "
+                              "127.0.0.1:8080, [::1]:8080, *:8080 or 8080)"},
+    {"listen: [8080, '127.0.0.1:8080']\n",
+     "t.yaml:1:16: duplicate listen address '127.0.0.1:8080' (same as '8080' at 1:10)"},
+    {"admin: { listen: 8080 }\n",
+     "t.yaml:1:18: admin listen address '8080' is also a public listen address"},
+    {"listen: 9901\n", "t.yaml:1:9: listen address '9901' is the admin address; use another or "
+                       "move admin (admin: { listen: ... })"},
+    {"admin: [1]\n", "t.yaml:1:8: 'admin' must be a mapping, not a list"},
+    {"admin: { port: 1 }\n", "t.yaml:1:10: unknown key 'port' in admin; expected one of: listen"},
+    /* plain values */
+    {"log_level: verbose\n", "t.yaml:1:12: 'log_level' must be one of debug, info, warn, error; "
+                             "got 'verbose'"},
+    {"shutdown_timeout: 10x\n", "t.yaml:1:19: 'shutdown_timeout': invalid duration '10x' (use "
+                                "e.g. 250ms, 10s, 5m, 2h, 1d)"},
+    {"shutdown_timeout: -1s\n", "t.yaml:1:19: 'shutdown_timeout': invalid duration '-1s' (use "
+                                "e.g. 250ms, 10s, 5m, 2h, 1d)"},
+    {"cache: { max_bytes: 10k }\n", "t.yaml:1:21: 'max_bytes': invalid size '10k' (use e.g. "
+                                    "512, 64KiB, 256MiB, 1GiB, 10MB)"},
+    {"cache: { max_bytes: 0 }\n", "t.yaml:1:21: 'max_bytes' must be greater than 0"},
+    {"cache: { max_bytes: 99999999999999999999GiB }\n",
+     "t.yaml:1:21: 'max_bytes': invalid size '99999999999999999999GiB' (use e.g. 512, 64KiB, "
+     "256MiB, 1GiB, 10MB)"},
+    /* limits */
+    {"limits: { max_header_bytes: 512 }\n",
+     "t.yaml:1:29: 'max_header_bytes' must be between 1KiB and 1MiB, got '512'"},
+    {"limits: { max_header_bytes: 2MiB }\n",
+     "t.yaml:1:29: 'max_header_bytes' must be between 1KiB and 1MiB, got '2MiB'"},
+    {"limits: { idle_timeout: 0 }\n", "t.yaml:1:25: 'idle_timeout' must be greater than 0"},
+    {"limits: { max_connections: 0 }\n", "t.yaml:1:28: 'max_connections' must be a whole "
+                                         "number from 1 to 10000000, got '0'"},
+    {"limits: { timeout: 1s }\n",
+     "t.yaml:1:11: unknown key 'timeout' in limits; expected one of: max_connections, "
+     "max_header_bytes, max_body_bytes, header_timeout, idle_timeout, request_timeout"},
+    /* origins */
+    {"origins: [a]\n", "t.yaml:1:10: 'origins' must be a mapping, not a list"},
+    {"origins: { a: { max_conns: 2 } }\n",
+     "t.yaml:1:15: origin 'a' is missing required key 'url'"},
+    {"origins: { a: { url: https://x } }\n",
+     "t.yaml:1:22: https origins are not supported yet"},
+    {"origins: { a: { url: ftp://x } }\n",
+     "t.yaml:1:22: invalid origin URL 'ftp://x': expected http://host[:port][/base]"},
+    {"origins: { a: { url: 'http://x:99999' } }\n",
+     "t.yaml:1:22: invalid origin URL 'http://x:99999': the port must be a number from 1 to "
+     "65535"},
+    {"origins: { a: { url: 'http://:80' } }\n",
+     "t.yaml:1:22: invalid origin URL 'http://:80': the host is missing"},
+    {"origins: { a: { url: 'http://u@x' } }\n",
+     "t.yaml:1:22: invalid origin URL 'http://u@x': user names and passwords in origin URLs are "
+     "not supported"},
+    {"origins: { a: { url: 'http://x/?q' } }\n",
+     "t.yaml:1:22: invalid origin URL 'http://x/?q': it must not contain a query or fragment"},
+    {"origins: { a: { url: 'http://[::1/' } }\n",
+     "t.yaml:1:22: invalid origin URL 'http://[::1/': '[' without ']'"},
+    {"origins: { 'a b': { url: http://x } }\n",
+     "t.yaml:1:12: invalid origin name 'a b'; use letters, digits, '-', '.' and '_'"},
+    {"origins: { a: { url: http://x, max_conns: 0 } }\n",
+     "t.yaml:1:43: 'max_conns' must be a whole number from 1 to 100000, got '0'"},
+    {"origins: { a: { url: http://x, timeout: 0s } }\n",
+     "t.yaml:1:41: 'timeout' must be greater than 0"},
+    {"origins: { a: { url: http://x, retries: 3 } }\n",
+     "t.yaml:1:32: unknown key 'retries' in origin; expected one of: url, max_conns, "
+     "connect_timeout, timeout"},
+    {"origins: { a: { url: http://x }, a: { url: http://y } }\n",
+     "t.yaml:1:34: duplicate key 'a' (first at 1:12)"},
+    /* routes: shape */
+    {"routes: {}\n", "t.yaml:1:9: 'routes' must be a list, not a mapping"},
+    {"routes:\n  - 5\n", "t.yaml:2:5: a route must be a mapping with 'match' and a target, not a "
+                         "single value"},
+    {"routes:\n  - respond: {}\n", "t.yaml:2:5: route is missing required key 'match'"},
+    {"routes:\n  - match: GET /\n",
+     "t.yaml:2:5: route has no target; add one of: respond, redirect, origin"},
+    {"routes:\n  - match: GET /\n    respond: {}\n    origin: http://x\n",
+     "t.yaml:4:5: 'origin' conflicts with 'respond' at 3:5; a route has exactly one target"},
+    {"routes:\n  - match: GET /\n    respond: {}\n    foo: 1\n",
+     "t.yaml:4:5: unknown key 'foo' in route; expected one of: match, name, respond, redirect, "
+     "origin, cache"},
+    {"routes:\n  - match: GET /\n    name: ''\n    respond: {}\n",
+     "t.yaml:3:11: 'name' must not be empty"},
+    /* routes: match */
+    {"routes:\n- match: GET\n  respond: {}\n",
+     "t.yaml:2:10: 'match' must be 'METHOD /path' (e.g. 'GET /hello'), got 'GET'"},
+    {"routes:\n- match: GET /a b\n  respond: {}\n",
+     "t.yaml:2:10: 'match' must be 'METHOD /path' (e.g. 'GET /hello'), got 'GET /a b'"},
+    {"routes:\n- match: get /a\n  respond: {}\n", "t.yaml:2:10: method 'get' must be upper-case"},
+    {"routes:\n- match: G(T /a\n  respond: {}\n", "t.yaml:2:10: invalid method 'G(T' in 'match'"},
+    {"routes:\n- match: GET a\n  respond: {}\n",
+     "t.yaml:2:10: invalid path pattern 'a': it must start with '/'"},
+    {"routes:\n- match: GET /a//b\n  respond: {}\n",
+     "t.yaml:2:10: invalid path pattern '/a//b': it has an empty segment ('//')"},
+    {"routes:\n- match: GET /a/*/b\n  respond: {}\n",
+     "t.yaml:2:10: invalid path pattern '/a/*/b': '*' is only allowed as the whole last segment"},
+    {"routes:\n- match: GET /a*\n  respond: {}\n",
+     "t.yaml:2:10: invalid path pattern '/a*': '*' is only allowed as the whole last segment"},
+    {"routes:\n- match: GET /r/x{id}\n  respond: {}\n",
+     "t.yaml:2:10: invalid path pattern '/r/x{id}': '{' and '}' are only allowed around a whole "
+     "segment, like /{name}"},
+    {"routes:\n- match: GET /r/{1d}\n  respond: {}\n",
+     "t.yaml:2:10: invalid path pattern '/r/{1d}': invalid parameter name '1d' (use letters, "
+     "digits and '_', not starting with a digit)"},
+    {"routes:\n- match: GET /r/{}\n  respond: {}\n",
+     "t.yaml:2:10: invalid path pattern '/r/{}': invalid parameter name '' (use letters, digits "
+     "and '_', not starting with a digit)"},
+    {"routes:\n- match: GET /r/{id}/{id}\n  respond: {}\n",
+     "t.yaml:2:10: invalid path pattern '/r/{id}/{id}': parameter 'id' is used twice"},
+    {"routes:\n- match: GET /a?b=1\n  respond: {}\n",
+     "t.yaml:2:10: invalid path pattern '/a?b=1': '?' and '#' are not part of a path"},
+    {"routes:\n- match: GET /caf\xc3\xa9\n  respond: {}\n",
+     "t.yaml:2:10: invalid path pattern '/caf\\xC3\\xA9': it contains a space, control or "
+     "non-ASCII character (percent-encode it)"},
+    /* routes: respond */
+    {"routes:\n- match: GET /\n  respond: { status: 600 }\n",
+     "t.yaml:3:22: 'status' must be a whole number from 100 to 599, got '600'"},
+    {"routes:\n- match: GET /\n  respond: { status: ok }\n",
+     "t.yaml:3:22: 'status' must be a whole number from 100 to 599, got 'ok'"},
+    {"routes:\n- match: GET /\n  respond: { status: 204, body: x }\n",
+     "t.yaml:3:33: a response with status 204 cannot have a body"},
+    {"routes:\n- match: GET /\n  respond: { body: [x] }\n",
+     "t.yaml:3:20: 'body' must be a single value, not a list"},
+    {"routes:\n- match: GET /\n  respond: { headers: { 'bad name': x } }\n",
+     "t.yaml:3:25: invalid header name 'bad name'"},
+    {"routes:\n- match: GET /\n  respond: { headers: { Content-Length: 5 } }\n",
+     "t.yaml:3:25: header 'Content-Length' is set by levee and cannot be configured"},
+    {"routes:\n- match: GET /\n  respond: { headers: { x-a: \"a\\r\\nb\" } }\n",
+     "t.yaml:3:30: header 'x-a' must not contain control characters (CR, LF, ...)"},
+    {"routes:\n- match: GET /\n  respond: { headers: [a] }\n",
+     "t.yaml:3:23: 'headers' must be a mapping, not a list"},
+    {"routes:\n- match: GET /\n  respond: { code: 200 }\n",
+     "t.yaml:3:14: unknown key 'code' in respond; expected one of: status, body, headers"},
+    /* routes: redirect */
+    {"routes:\n- match: GET /\n  redirect: { status: 301 }\n",
+     "t.yaml:3:13: 'redirect' is missing required key 'table'"},
+    {"routes:\n- match: GET /\n  redirect: { table: /nonexistent/levee/qr.csv }\n",
+     "t.yaml:3:22: cannot read redirect table '/nonexistent/levee/qr.csv': No such file or "
+     "directory"},
+    {"routes:\n- match: GET /\n  redirect: { table: /tmp }\n",
+     "t.yaml:3:22: cannot read redirect table '/tmp': Is a directory"},
+    {"routes:\n- match: GET /\n  redirect: { table: '' }\n",
+     "t.yaml:3:22: 'table' must not be empty"},
+    /* routes: origin and cache */
+    {"routes:\n- match: GET /\n  origin: nope\n",
+     "t.yaml:3:11: unknown origin 'nope' (not defined under origins:)"},
+    {"routes:\n- match: GET /\n  origin: localhost:3000\n",
+     "t.yaml:3:11: invalid origin URL 'localhost:3000': expected http://host[:port][/base]"},
+    {"routes:\n- match: GET /\n  origin: https://example.com\n",
+     "t.yaml:3:11: https origins are not supported yet"},
+    {"routes:\n- match: GET /\n  respond: {}\n  cache: {}\n",
+     "t.yaml:4:3: 'cache' is only allowed on routes with an origin"},
+    {"routes:\n- match: GET /\n  origin: http://x\n  cache: { ttl: 0 }\n",
+     "t.yaml:4:17: 'ttl' must be greater than 0"},
+    {"routes:\n- match: GET /\n  origin: http://x\n  cache: { stale_if_error: soon }\n",
+     "t.yaml:4:28: 'stale_if_error': invalid duration 'soon' (use e.g. 250ms, 10s, 5m, 2h, 1d)"},
+    {"routes:\n- match: GET /\n  origin: http://x\n  cache: { statuses: [] }\n",
+     "t.yaml:4:22: 'statuses' must not be empty (leave it out for the default)"},
+    {"routes:\n- match: GET /\n  origin: http://x\n  cache: { statuses: 200 }\n",
+     "t.yaml:4:22: 'statuses' must be a list, not a single value"},
+    {"routes:\n- match: GET /\n  origin: http://x\n  cache: { statuses: [200, 200] }\n",
+     "t.yaml:4:28: status 200 is listed twice"},
+    {"routes:\n- match: GET /\n  origin: http://x\n  cache: { statuses: [99] }\n",
+     "t.yaml:4:23: 'statuses' must be a whole number from 100 to 599, got '99'"},
+    {"routes:\n- match: GET /\n  origin: http://x\n  cache: { cache_set_cookie: yes }\n",
+     "t.yaml:4:30: 'cache_set_cookie' must be true or false, got 'yes'"},
+    {"routes:\n- match: GET /\n  origin: http://x\n  cache: { max_age: 1s }\n",
+     "t.yaml:4:12: unknown key 'max_age' in route cache; expected one of: ttl, "
+     "stale_while_revalidate, stale_if_error, statuses, cache_set_cookie"},
+    /* routes: clashes */
+    {"routes:\n- match: GET /a\n  respond: {}\n- match: GET /a\n  respond: {}\n",
+     "t.yaml:4:10: duplicate route 'GET /a' (first at 2:10)"},
+    {"routes:\n- { match: GET /a, name: x, respond: {} }\n"
+     "- { match: GET /b, name: x, respond: {} }\n",
+     "t.yaml:3:12: route name 'x' is already used by the route at 2:12"},
+};
+
+static void test_error_cases(void)
+{
+    size_t n = sizeof error_cases / sizeof error_cases[0], failed = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!fails_with(error_cases[i].yaml, error_cases[i].expected))
+            failed++;
+    CHECK_EQ(failed, 0);
+    CHECK_INT(n, >=, 40);
+}
+
+static void test_deep_nesting(void)
+{
+    char yaml[512];
+    memcpy(yaml, "a: ", 3);
+    size_t n = 3;
+    for (int i = 0; i < 100; i++)
+        yaml[n++] = '[';
+    yaml[n] = '\0';
+    CHECK_FAILS(yaml, "t.yaml:1:67: nested more than 64 levels deep");
+}
+
+/* One file, many mistakes: all reported, in file order, even those found
+ * only after the whole file is read (unknown origin). */
+static void test_many_errors(void)
+{
+    CHECK_FAILS("threads: lots\n"
+                "routes:\n"
+                "  - match: GET /a\n"
+                "    origin: missing\n"
+                "  - match: GET /b\n"
+                "    respond: { status: 999 }\n"
+                "    redirect: { table: /nonexistent/x.csv }\n"
+                "limits: { max_body_bytes: 1.5MiB, idle_timeout: 0 }\n"
+                "bogus: 1\n",
+                "t.yaml:1:10: 'threads' must be 'auto' or a whole number from 1 to 256, got "
+                "'lots'\n"
+                "t.yaml:4:13: unknown origin 'missing' (not defined under origins:)\n"
+                "t.yaml:6:24: 'status' must be a whole number from 100 to 599, got '999'\n"
+                "t.yaml:7:5: 'redirect' conflicts with 'respond' at 6:5; a route has exactly one "
+                "target\n"
+                "t.yaml:7:24: cannot read redirect table '/nonexistent/x.csv': No such file or "
+                "directory\n"
+                "t.yaml:8:27: 'max_body_bytes': invalid size '1.5MiB' (use e.g. 512, 64KiB, "
+                "256MiB, 1GiB, 10MB)\n"
+                "t.yaml:8:49: 'idle_timeout' must be greater than 0\n"
+                "t.yaml:9:1: unknown key 'bogus' at top level; expected one of: listen, threads, "
+                "admin, cache, log_level, shutdown_timeout, limits, origins, routes");
+}
+
+/* Values quoted back in messages are made printable and cut short. */
+static void test_messages_are_sanitized(void)
+{
+    CHECK_FAILS("log_level: \"a\\tb\\e\"\n",
+                "t.yaml:1:12: 'log_level' must be one of debug, info, warn, error; got "
+                "'a\\x09b\\x1B'");
+    CHECK_FAILS("routes: [{ match: \"GET /{a\xc3\xa9}/{b\\x01}\", respond: {} }]\n",
+                "t.yaml:1:19: invalid path pattern '/{a\\xC3\\xA9}/{b\\x01}': invalid parameter "
+                "name 'a\\xC3\\xA9' (use letters, digits and '_', not starting with a digit)");
+    CHECK_FAILS("origins: { \"a\\tb\": [] }\n",
+                "t.yaml:1:12: invalid origin name 'a\\x09b'; use letters, digits, '-', '.' and "
+                "'_'\n"
+                "t.yaml:1:20: 'a\\x09b' must be a mapping, not a list");
+    CHECK_FAILS("log_level: "
+                "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+                "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n",
+                "t.yaml:1:12: 'log_level' must be one of debug, info, warn, error; got "
+                "'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa...'");
+}
+
+/* ------------------------------------------------------------------ */
+
+static void test_durations(void)
+{
+    static const struct {
+        const char *text;
+        int64_t ms; /* -1: rejected */
+    } cases[] = {
+        {"0", 0},
+        {"250ms", 250},
+        {"10s", 10000},
+        {"10", 10000},
+        {"5m", 300000},
+        {"2h", 7200000},
+        {"1d", 86400000},
+        {"007s", 7000},
+        {"9223372036854775807ms", INT64_MAX},
+        {"9223372036854775808ms", -1},
+        {"9223372036854776s", -1},
+        {"9223372036854775s", 9223372036854775000},
+        {"99999999999999999999999", -1},
+        {"", -1},
+        {"s", -1},
+        {"-1s", -1},
+        {"+1s", -1},
+        {"1.5s", -1},
+        {"10 s", -1},
+        {" 10s", -1},
+        {"10s ", -1},
+        {"10S", -1},
+        {"10sec", -1},
+        {"10us", -1},
+        {"1h30m", -1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int64_t ms = -7;
+        int rc = lv_config_parse_duration(cases[i].text, &ms);
+        if (cases[i].ms < 0) {
+            CHECK_EQ(rc, -1);
+            CHECK_EQ(ms, -7);
+        } else {
+            CHECK_EQ(rc, 0);
+            CHECK_EQ(ms, cases[i].ms);
+        }
+    }
+    CHECK_EQ(lv_config_parse_duration(NULL, &(int64_t){0}), -1);
+}
+
+static void test_sizes(void)
+{
+    static const struct {
+        const char *text;
+        int ok;
+        uint64_t bytes;
+    } cases[] = {
+        {"0", 1, 0},
+        {"512", 1, 512},
+        {"512B", 1, 512},
+        {"64KiB", 1, 65536},
+        {"256MiB", 1, 256ull << 20},
+        {"1GiB", 1, 1ull << 30},
+        {"2TiB", 1, 2ull << 40},
+        {"10KB", 1, 10000},
+        {"1MB", 1, 1000000},
+        {"3GB", 1, 3000000000ull},
+        {"1TB", 1, 1000000000000ull},
+        {"18446744073709551615", 1, UINT64_MAX},
+        {"18446744073709551616", 0, 0},
+        {"16777216TiB", 0, 0},
+        {"", 0, 0},
+        {"KiB", 0, 0},
+        {"10k", 0, 0},
+        {"10m", 0, 0},
+        {"10g", 0, 0},
+        {"10kib", 0, 0},
+        {"10 KiB", 0, 0},
+        {"-1", 0, 0},
+        {"1.5MiB", 0, 0},
+        {"1KiBB", 0, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        uint64_t bytes = 7;
+        int rc = lv_config_parse_size(cases[i].text, &bytes);
+        CHECK_EQ(rc, cases[i].ok ? 0 : -1);
+        CHECK(bytes == (cases[i].ok ? cases[i].bytes : 7));
+    }
+}
+
+static void test_listen_addresses(void)
+{
+    static const struct {
+        const char *text;
+        int family; /* 0: rejected */
+        const char *ip;
+        int port;
+    } cases[] = {
+        {"127.0.0.1:8080", AF_INET, "127.0.0.1", 8080},
+        {"0.0.0.0:80", AF_INET, "0.0.0.0", 80},
+        {"*:8080", AF_INET, "0.0.0.0", 8080},
+        {":8080", AF_INET, "0.0.0.0", 8080},
+        {"localhost:8080", AF_INET, "127.0.0.1", 8080},
+        {"8080", AF_INET, "127.0.0.1", 8080},
+        {"1", AF_INET, "127.0.0.1", 1},
+        {"65535", AF_INET, "127.0.0.1", 65535},
+        {"[::1]:8080", AF_INET6, "::1", 8080},
+        {"[::]:443", AF_INET6, "::", 443},
+        {"[2001:db8::1]:9000", AF_INET6, "2001:db8::1", 9000},
+        {"0", 0, NULL, 0},
+        {"65536", 0, NULL, 0},
+        {"127.0.0.1:0", 0, NULL, 0},
+        {"127.0.0.1:65536", 0, NULL, 0},
+        {"127.0.0.1", 0, NULL, 0},
+        {"127.0.0.1:", 0, NULL, 0},
+        {"127.0.0.1:80x", 0, NULL, 0},
+        {"127.0.0.1:-80", 0, NULL, 0},
+        {"256.0.0.1:80", 0, NULL, 0},
+        {"example.com:80", 0, NULL, 0},
+        {"::1:8080", 0, NULL, 0},
+        {"[::1]", 0, NULL, 0},
+        {"[::1]8080", 0, NULL, 0},
+        {"[::1:8080", 0, NULL, 0},
+        {"[]:8080", 0, NULL, 0},
+        {"[127.0.0.1]:8080", 0, NULL, 0},
+        {"", 0, NULL, 0},
+        {"*", 0, NULL, 0},
+        {" 8080", 0, NULL, 0},
+        {"008080", 0, NULL, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        lv_config_listen_t l = {0};
+        int rc = lv_config_parse_listen(cases[i].text, &l);
+        if (!cases[i].family) {
+            if (rc != -1)
+                fprintf(stderr, "  accepted '%s'\n", cases[i].text);
+            CHECK_EQ(rc, -1);
+            continue;
+        }
+        CHECK_EQ(rc, 0);
+        CHECK_EQ(l.addr.ss_family, cases[i].family);
+        char ip[INET6_ADDRSTRLEN];
+        int port;
+        if (cases[i].family == AF_INET) {
+            const struct sockaddr_in *sin = (const struct sockaddr_in *)&l.addr;
+            inet_ntop(AF_INET, &sin->sin_addr, ip, sizeof ip);
+            port = ntohs(sin->sin_port);
+            CHECK_EQ(l.addr_len, sizeof *sin);
+        } else {
+            const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&l.addr;
+            inet_ntop(AF_INET6, &sin6->sin6_addr, ip, sizeof ip);
+            port = ntohs(sin6->sin6_port);
+            CHECK_EQ(l.addr_len, sizeof *sin6);
+        }
+        CHECK_STR(ip, cases[i].ip);
+        CHECK_EQ(port, cases[i].port);
+    }
+}
+
+static void test_origin_urls(void)
+{
+    static const struct {
+        const char *url, *host, *host_header, *base;
+        int port;
+    } cases[] = {
+        {"http://127.0.0.1:3000", "127.0.0.1", "127.0.0.1:3000", "", 3000},
+        {"http://api.internal", "api.internal", "api.internal", "", 80},
+        {"http://api.internal/", "api.internal", "api.internal", "", 80},
+        {"http://api.internal/v1/", "api.internal", "api.internal", "/v1", 80},
+        {"http://api.internal:8081/a/b", "api.internal", "api.internal:8081", "/a/b", 8081},
+        {"HTTP://Example.COM", "Example.COM", "Example.COM", "", 80},
+        {"http://[::1]:9000/x", "::1", "[::1]:9000", "/x", 9000},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char yaml[256];
+        snprintf(yaml, sizeof yaml, "origins: { o: { url: '%s' } }\n", cases[i].url);
+        lv_config_t cfg;
+        lv_config_errors_t errs = {0};
+        CHECK_EQ(load(yaml, &cfg, &errs), 0);
+        CHECK_STR(cfg.origins[0].url, cases[i].url);
+        CHECK_STR(cfg.origins[0].host, cases[i].host);
+        CHECK_STR(cfg.origins[0].host_header, cases[i].host_header);
+        CHECK_STR(cfg.origins[0].base_path, cases[i].base);
+        CHECK_EQ(cfg.origins[0].port, cases[i].port);
+        lv_config_free(&cfg);
+    }
+}
+
+static void test_path_patterns_accepted(void)
+{
+    static const char *const ok[] = {
+        "GET /", "GET /*", "GET /a/", "GET /a/b/c", "ANY /{x}", "PUT /{a}/{b}/*",
+        "GET /a-b_c.d~e%20f", "M-SEARCH /x", "GET /{_private9}/x", "GET \t /tabbed",
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        char yaml[256];
+        snprintf(yaml, sizeof yaml, "routes: [{ match: \"%s\", respond: {} }]\n", ok[i]);
+        lv_config_t cfg;
+        lv_config_errors_t errs = {0};
+        int rc = load(yaml, &cfg, &errs);
+        if (rc != 0)
+            fprintf(stderr, "  rejected '%s': %s\n", ok[i], errs.items[0]);
+        CHECK_EQ(rc, 0);
+        lv_config_free(&cfg);
+    }
+}
+
+static void test_redirect_missing(void)
+{
+    static const struct {
+        const char *missing;
+        const char *error; /* NULL: accepted */
+    } cases[] = {
+        {"https://example.com/", NULL},
+        {"http://example.com", NULL},
+        {"/not-found", NULL},
+        {"/", NULL},
+        {"//evil.example", "'missing' must not start with '//' or '/\\' (browsers read that as "
+                           "another host); write the full URL (https://host/...)"},
+        {"/\\evil.example", "'missing' must not start with '//' or '/\\' (browsers read that as "
+                            "another host); write the full URL (https://host/...)"},
+        {"ftp://x", "'missing' must be an http:// or https:// URL or a path starting with '/', "
+                    "got 'ftp://x'"},
+        {"https://", "'missing' must be an http:// or https:// URL or a path starting with '/', "
+                     "got 'https://'"},
+        {"example.com", "'missing' must be an http:// or https:// URL or a path starting with "
+                        "'/', got 'example.com'"},
+        {"/a b", "'missing' must not be empty or contain spaces, control or non-ASCII "
+                 "characters (percent-encode them)"},
+        {"", "'missing' must not be empty or contain spaces, control or non-ASCII characters "
+             "(percent-encode them)"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char yaml[512], expected[512];
+        snprintf(yaml, sizeof yaml,
+                 "routes:\n- match: GET /\n  redirect: { table: %s, missing: '%s' }\n", table_csv,
+                 cases[i].missing);
+        int col = 22 + (int)strlen(table_csv) + 11;
+        if (cases[i].error) {
+            snprintf(expected, sizeof expected, "t.yaml:3:%d: %s", col, cases[i].error);
+            CHECK_FAILS(yaml, expected);
+            continue;
+        }
+        lv_config_t cfg;
+        lv_config_errors_t errs = {0};
+        CHECK_EQ(load(yaml, &cfg, &errs), 0);
+        CHECK_STR(cfg.routes[0].redirect.missing, cases[i].missing);
+        lv_config_free(&cfg);
+    }
+}
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        perror(path);
+        exit(1);
+    }
+    fputs(text, f);
+    fclose(f);
+}
+
+/* lv_config_load: relative table paths resolve against the file's
+ * directory, and a missing file is a message, not a crash. */
+static void test_load_file(void)
+{
+    char path[160], expected[320];
+    snprintf(path, sizeof path, "%s/levee.yaml", tmpdir);
+    write_file(path, "routes:\n  - match: GET /r/{c}\n    redirect: { table: ./qr.csv }\n");
+    lv_config_t cfg;
+    lv_config_errors_t errs = {0};
+    CHECK_EQ(lv_config_load(path, &cfg, &errs), 0);
+    CHECK_EQ(errs.count, 0);
+    CHECK_STR(cfg.path, path);
+    char *real = realpath(tmpdir, NULL);
+    CHECK_STR(cfg.dir, real);
+    snprintf(expected, sizeof expected, "%s/qr.csv", real);
+    CHECK_STR(cfg.routes[0].redirect.table, expected);
+    lv_config_free(&cfg);
+
+    write_file(path, "routes:\n  - match: GET /r/{c}\n    redirect: { table: gone.csv }\n");
+    CHECK_EQ(lv_config_load(path, &cfg, &errs), -1);
+    CHECK(is_zeroed(&cfg));
+    snprintf(expected, sizeof expected,
+             "%s:3:24: cannot read redirect table 'gone.csv' (%s/gone.csv): No such file or "
+             "directory",
+             path, real);
+    CHECK_EQ(errs.count, 1);
+    CHECK_STR(errs.items[0], expected);
+    lv_config_errors_free(&errs);
+    free(real);
+
+    snprintf(path, sizeof path, "%s/absent.yaml", tmpdir);
+    CHECK_EQ(lv_config_load(path, &cfg, &errs), -1);
+    CHECK(is_zeroed(&cfg));
+    snprintf(expected, sizeof expected, "%s: cannot open: No such file or directory", path);
+    CHECK_EQ(errs.count, 1);
+    CHECK_STR(errs.items[0], expected);
+    lv_config_errors_free(&errs);
+
+    CHECK_EQ(lv_config_load(tmpdir, &cfg, &errs), -1);
+    CHECK_EQ(errs.count, 1);
+    snprintf(expected, sizeof expected, "%s: cannot read: Is a directory", tmpdir);
+    CHECK_STR(errs.items[0], expected);
+    lv_config_errors_free(&errs);
+}
+
+static void test_unreadable_table(void)
+{
+    char path[160], yaml[320], expected[320];
+    /* A path through a regular file fails for every user, root included. */
+    snprintf(path, sizeof path, "%s/x", table_csv);
+    snprintf(yaml, sizeof yaml, "routes: [{ match: GET /, redirect: { table: %s } }]\n", path);
+    snprintf(expected, sizeof expected,
+             "t.yaml:1:45: cannot read redirect table '%s': Not a directory", path);
+    CHECK_FAILS(yaml, expected);
+    if (geteuid() == 0)
+        return; /* root reads anything; a permission check cannot fail */
+    snprintf(path, sizeof path, "%s/secret.csv", tmpdir);
+    write_file(path, "a,b\n");
+    chmod(path, 0);
+    snprintf(yaml, sizeof yaml, "routes: [{ match: GET /, redirect: { table: %s } }]\n", path);
+    snprintf(expected, sizeof expected,
+             "t.yaml:1:45: cannot read redirect table '%s': Permission denied", path);
+    CHECK_FAILS(yaml, expected);
+}
+
+static void test_error_formatting(void)
+{
+    lv_config_errors_t errs = {0};
+    for (int i = 0; i < 10; i++)
+        lv_config_error(&errs, "levee.yaml", (lv_config_pos_t){i + 1, 2 * i + 1}, "problem %d", i);
+    lv_config_error(&errs, "levee.yaml", (lv_config_pos_t){0, 0}, "no position");
+    CHECK_EQ(errs.count, 11);
+    CHECK_STR(errs.items[0], "levee.yaml:1:1: problem 0");
+    CHECK_STR(errs.items[9], "levee.yaml:10:19: problem 9");
+    CHECK_STR(errs.items[10], "levee.yaml: no position");
+    lv_config_errors_free(&errs);
+    CHECK_EQ(errs.count, 0);
+    CHECK(errs.items == NULL);
+}
+
+/* A failed load appends to errors already in the list and leaves cfg
+ * zeroed; a second load reuses the list. */
+static void test_errors_accumulate(void)
+{
+    lv_config_t cfg;
+    lv_config_errors_t errs = {0};
+    CHECK_EQ(load("threads: x\n", &cfg, &errs), -1);
+    CHECK_EQ(load("foo: 1\nbar: 2\n", &cfg, &errs), -1);
+    CHECK_EQ(errs.count, 3);
+    CHECK(is_zeroed(&cfg));
+    CHECK(strncmp(errs.items[2], "t.yaml:2:1: unknown key 'bar'", 29) == 0);
+    lv_config_errors_free(&errs);
+}
+
+/* The body is kept byte for byte, embedded NUL included. */
+static void test_body_bytes(void)
+{
+    lv_config_t cfg;
+    lv_config_errors_t errs = {0};
+    const char yaml[] = "routes: [{ match: GET /, respond: { body: \"a\\0b\" } }]\n";
+    CHECK_EQ(lv_config_load_string("t.yaml", yaml, sizeof yaml - 1, &cfg, &errs), 0);
+    CHECK_EQ(cfg.routes[0].respond.body_len, 3);
+    CHECK(memcmp(cfg.routes[0].respond.body, "a\0b", 4) == 0);
+    lv_config_free(&cfg);
+    CHECK_EQ(lv_config_load_string("t.yaml", NULL, 0, &cfg, &errs), 0);
+    lv_config_free(&cfg);
+}
+
+int main(void)
+{
+    make_tmpdir();
+    LV_RUN(test_full_config);
+    LV_RUN(test_defaults);
+    LV_RUN(test_route_defaults);
+    LV_RUN(test_redirect_defaults);
+    LV_RUN(test_admin_off_and_threads_auto);
+    LV_RUN(test_error_cases);
+    LV_RUN(test_deep_nesting);
+    LV_RUN(test_many_errors);
+    LV_RUN(test_messages_are_sanitized);
+    LV_RUN(test_durations);
+    LV_RUN(test_sizes);
+    LV_RUN(test_listen_addresses);
+    LV_RUN(test_origin_urls);
+    LV_RUN(test_path_patterns_accepted);
+    LV_RUN(test_redirect_missing);
+    LV_RUN(test_load_file);
+    LV_RUN(test_unreadable_table);
+    LV_RUN(test_error_formatting);
+    LV_RUN(test_errors_accumulate);
+    LV_RUN(test_body_bytes);
+    remove_tmpdir();
+    return lv_test_summary();
+}
