@@ -1,6 +1,7 @@
 /* buf.c: growth policy and formatting for lv_buf_t (see buf.h). */
 #include "core/buf.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,10 @@ void lv_buf_reserve(lv_buf_t *b, size_t n)
         b->start = 0;
         b->end = len;
         return;
+    }
+    if (n > SIZE_MAX / 2 - len) {
+        fprintf(stderr, "levee: fatal: buffer reservation of %zu bytes is impossible\n", n);
+        abort();
     }
     size_t cap = b->capacity ? b->capacity : 256;
     while (cap - len < n)

@@ -26,15 +26,18 @@ typedef struct {
 #define LV_BUF_INIT ((lv_buf_t){0})
 
 /* Pointer to and length of the unconsumed bytes. */
-static inline char *lv_buf_data(const lv_buf_t *b) { return b->data + b->start; }
+static inline char *lv_buf_data(const lv_buf_t *b) { return b->data ? b->data + b->start : b->data; }
 static inline size_t lv_buf_len(const lv_buf_t *b) { return b->end - b->start; }
-static inline lv_slice_t lv_buf_slice(const lv_buf_t *b) { return lv_slice(b->data + b->start, b->end - b->start); }
+static inline lv_slice_t lv_buf_slice(const lv_buf_t *b) { return lv_slice(lv_buf_data(b), b->end - b->start); }
 
-/* Makes room for at least n more bytes after the end (compacting or growing). */
+/* Makes room for at least n more bytes after the end (compacting or growing).
+ * An impossible size (near SIZE_MAX) aborts, like running out of memory.
+ * Appending bytes that live inside the same buffer is not allowed: growing
+ * would free them first. */
 void lv_buf_reserve(lv_buf_t *b, size_t n);
 
 /* The writable space after the end, and how much of it there is. */
-static inline char *lv_buf_tail(lv_buf_t *b) { return b->data + b->end; }
+static inline char *lv_buf_tail(lv_buf_t *b) { return b->data ? b->data + b->end : b->data; }
 static inline size_t lv_buf_room(const lv_buf_t *b) { return b->capacity - b->end; }
 
 /* Marks n bytes written at the tail as part of the buffer. */

@@ -52,6 +52,8 @@ struct lv_loop {
     /* Timer wheel. */
     uint64_t tick;
     size_t ntimers;
+    bool advancing;             /* inside advance_timers */
+    lv_timer_t *deferred;       /* timers started by callbacks during an advance */
     lv_timer_t *l0[L0_SIZE];
     uint64_t l0_bits[L0_SIZE / 64]; /* may have stale set bits; slots are checked */
     lv_timer_t *upper[NUM_UPPER][LN_SIZE];
@@ -94,14 +96,17 @@ static void slot_push(lv_timer_t **slot, lv_timer_t *t)
     *slot = t;
 }
 
-static void wheel_insert(lv_loop_t *loop, lv_timer_t *t)
+/* Puts t in the slot its expiry belongs to. A timer already due goes to the
+ * current tick's slot when it is being cascaded (that slot runs right after
+ * the cascade), and to the next tick's slot otherwise. */
+static void wheel_insert(lv_loop_t *loop, lv_timer_t *t, bool cascading)
 {
     uint64_t expire = t->expire_ms;
     uint64_t delta = expire > loop->tick ? expire - loop->tick : 0;
     if (delta < L0_SIZE) {
-        unsigned idx = (unsigned)(expire > loop->tick ? expire : loop->tick) & (L0_SIZE - 1);
+        unsigned idx = (unsigned)expire & (L0_SIZE - 1);
         if (delta == 0)
-            idx = (unsigned)(loop->tick + 1) & (L0_SIZE - 1); /* due: fire on the next tick */
+            idx = (unsigned)(cascading ? loop->tick : loop->tick + 1) & (L0_SIZE - 1);
         slot_push(&loop->l0[idx], t);
         loop->l0_bits[idx / 64] |= (uint64_t)1 << (idx % 64);
         return;
@@ -133,9 +138,14 @@ void lv_timer_start(lv_loop_t *loop, lv_timer_t *t, uint64_t timeout_ms)
 {
     lv_timer_stop(t);
     t->expire_ms = loop->now_ms + timeout_ms;
+    if (t->expire_ms < loop->now_ms)
+        t->expire_ms = UINT64_MAX; /* "never" must not wrap to "now" */
     t->loop = loop;
-    wheel_insert(loop, t);
     loop->ntimers++;
+    if (loop->advancing)
+        slot_push(&loop->deferred, t); /* joins the wheel after this advance */
+    else
+        wheel_insert(loop, t, false);
 }
 
 /* Moves every timer of one upper slot down to where it now belongs. */
@@ -145,7 +155,7 @@ static void cascade(lv_loop_t *loop, lv_timer_t **slot)
     *slot = NULL;
     while (t) {
         lv_timer_t *next = t->next;
-        wheel_insert(loop, t);
+        wheel_insert(loop, t, true);
         t = next;
     }
 }
@@ -168,7 +178,7 @@ static void run_slot(lv_loop_t *loop, unsigned idx)
             loop->ntimers--;
             t->cb(loop, t);
         } else {
-            wheel_insert(loop, t);
+            wheel_insert(loop, t, false);
         }
     }
 }
@@ -189,6 +199,7 @@ static void advance_timers(lv_loop_t *loop)
         memset(loop->l0_bits, 0, sizeof loop->l0_bits);
         return;
     }
+    loop->advancing = true;
     while (loop->tick < now) {
         if (l0_empty(loop)) {
             /* Nothing due before the next cascade point: jump there. */
@@ -209,24 +220,39 @@ static void advance_timers(lv_loop_t *loop)
         }
         run_slot(loop, (unsigned)tick & (L0_SIZE - 1));
     }
+    loop->advancing = false;
+    /* Timers (re)started by callbacks wait for the next advance, so one
+     * re-armed at "now" cannot run twice in this one. */
+    while (loop->deferred) {
+        lv_timer_t *t = loop->deferred;
+        loop->deferred = t->next;
+        if (loop->deferred)
+            loop->deferred->pprev = &loop->deferred;
+        wheel_insert(loop, t, false);
+    }
 }
 
-/* Milliseconds until the next timer may be due, or -1 for none. */
+/* Milliseconds until the next timer may be due, or -1 for none. Never past
+ * the next cascade point (upper-level timers may come due there) and counted
+ * from the current time, which may be ahead of the wheel. */
 static int next_timeout(lv_loop_t *loop)
 {
     if (loop->ntimers == 0)
         return -1;
-    for (unsigned d = 1; d < L0_SIZE; d++) {
+    uint64_t edge = L0_SIZE - (loop->tick & (L0_SIZE - 1));
+    uint64_t wait = edge;
+    for (unsigned d = 1; d < edge; d++) {
         unsigned idx = (unsigned)(loop->tick + d) & (L0_SIZE - 1);
-        if (!(loop->l0_bits[idx / 64] & ((uint64_t)1 << (idx % 64)))) {
-            /* Skip whole empty words quickly. */
+        if (!(loop->l0_bits[idx / 64] & ((uint64_t)1 << (idx % 64))))
             continue;
+        if (loop->l0[idx]) {
+            wait = d;
+            break;
         }
-        if (loop->l0[idx])
-            return (int)d;
-        loop->l0_bits[idx / 64] &= ~((uint64_t)1 << (idx % 64));
+        loop->l0_bits[idx / 64] &= ~((uint64_t)1 << (idx % 64)); /* stale bit */
     }
-    return (int)(L0_SIZE - (loop->tick & (L0_SIZE - 1)));
+    uint64_t lag = loop->now_ms > loop->tick ? loop->now_ms - loop->tick : 0;
+    return wait > lag ? (int)(wait - lag) : 0;
 }
 
 /* ---- io ---- */
@@ -353,7 +379,8 @@ void lv_loop_free(lv_loop_t *loop)
 {
     if (!loop)
         return;
-    run_posted(loop);
+    while (has_posted(loop))
+        run_posted(loop); /* callbacks may post more */
     lv_io_stop(loop, &loop->wake_io);
     close(loop->wakefd);
     close(loop->epfd);

@@ -94,7 +94,8 @@ void lv_io_stop(lv_loop_t *loop, lv_io_t *io);
 int lv_io_pause(lv_loop_t *loop, lv_io_t *io);
 int lv_io_resume(lv_loop_t *loop, lv_io_t *io);
 
-/* Arms (or re-arms) a timer to fire after timeout_ms. */
+/* Arms (or re-arms) a timer to fire after timeout_ms (UINT64_MAX: never, in
+ * effect). Timers due at the same millisecond run in no promised order. */
 void lv_timer_start(lv_loop_t *loop, lv_timer_t *t, uint64_t timeout_ms);
 
 /* Disarms a timer; harmless if it is not armed. */

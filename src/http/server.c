@@ -453,8 +453,10 @@ static void start_body(lv_http_conn_t *c)
         return;
     }
     c->state = CONN_READ_BODY;
-    if (!h->chunked)
-        lv_buf_reserve(&c->in, c->head_len + c->body_len - in_len(c) + 1);
+    /* Room for the whole body at once, so it arrives without regrowing.
+     * The buffer may already hold all of it and the next pipelined request. */
+    if (!h->chunked && in_len(c) < c->head_len + c->body_len)
+        lv_buf_reserve(&c->in, c->head_len + c->body_len - in_len(c));
     if (h->expect_continue && h->minor_version >= 1 && !body_complete(c) && c->state == CONN_READ_BODY) {
         lv_buf_append_str(&c->out, "HTTP/1.1 100 Continue\r\n\r\n");
         flush_output(c);
@@ -688,7 +690,9 @@ const char *lv_http_req_peer_ip(const lv_http_req_t *req)
 
 bool lv_http_req_client_gone(const lv_http_req_t *req)
 {
-    return req->conn->state == CONN_CLOSED;
+    /* Reading is paused while the handler holds the request, so the peer's
+     * close shows up only as the hang-up flag from the loop. */
+    return req->conn->state == CONN_CLOSED || req->conn->peer_closed;
 }
 
 /* ---- accepting ---- */

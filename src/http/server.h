@@ -110,8 +110,9 @@ void lv_http_req_set_close(lv_http_req_t *req);
 const struct sockaddr_storage *lv_http_req_peer(const lv_http_req_t *req);
 const char *lv_http_req_peer_ip(const lv_http_req_t *req);
 
-/* True once the client has closed or reset its side while the request was
- * being handled (its answer will be discarded). */
+/* True once the client has closed (or half-closed) its side or reset the
+ * connection while the request was being handled. An answer is still
+ * attempted; a reset connection discards it. */
 bool lv_http_req_client_gone(const lv_http_req_t *req);
 
 #endif
