@@ -402,7 +402,7 @@ static int note_header(const char *name, size_t name_len, lv_slice_t value, head
     case 17:
         if (tchar_eq_lower(name, "transfer-encoding", 17)) {
             if (minor_version == 0)
-                return 400; /* RFC 9112 §6.1: 1.0 had no chunked; the framing is suspect */
+                return 400; /* RFC 9112 6.1: 1.0 had no chunked; the framing is suspect */
             return note_transfer_encoding(value, info);
         }
         break;
@@ -659,7 +659,7 @@ static ssize_t parse_response_full(const char *buf, size_t len, lv_http_response
         return LV_HTTP_ERROR;
     if (p == end)
         return LV_HTTP_INCOMPLETE;
-    /* RFC 9112 §4 wants SP before an empty reason; some servers omit it. */
+    /* RFC 9112 4 wants SP before an empty reason; some servers omit it. */
     const char *reason = p;
     if (*p == ' ') {
         reason = ++p;

@@ -28,7 +28,7 @@
 #define LV_HTTP_MAX_HEADERS 100
 
 /* More leading empty lines than this before a request line is an error (400).
- * RFC 9112 §2.2 asks servers to skip at least one; the cap keeps a stream of
+ * RFC 9112 2.2 asks servers to skip at least one; the cap keeps a stream of
  * CRLFs from costing more than a few bytes of work per call. */
 #define LV_HTTP_MAX_LEADING_CRLF 8
 
@@ -103,7 +103,7 @@ typedef enum {
     LV_HTTP_BODY_UNTIL_CLOSE
 } lv_http_body_kind_t;
 
-/* How a response's body is delimited (RFC 9112 §6.3): none for 1xx, 204, 304
+/* How a response's body is delimited (RFC 9112 6.3): none for 1xx, 204, 304
  * and replies to HEAD; then chunked, Content-Length, or read until close. */
 lv_http_body_kind_t lv_http_response_body_kind(const lv_http_response_t *res, bool request_was_head);
 
