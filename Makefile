@@ -63,20 +63,33 @@ $(BUILD)/tests/unit/%: tests/unit/%.c $(LIB) tests/unit/test.h
 unit: $(UNIT_BINS)
 	@fail=0; for t in $(UNIT_BINS); do echo "== $$t"; $$t || fail=1; done; exit $$fail
 
-# libFuzzer drivers (clang). `make fuzz` builds them; fuzz-replay runs each
-# over its committed corpus once, as a regression test.
+# libFuzzer drivers (clang). The library is compiled once with coverage
+# instrumentation into build-fuzz/; each driver links against it. `make fuzz`
+# builds them; fuzz-replay runs each over its committed corpus once, as a
+# regression test (a crash or leak fails the build).
 FUZZ_SRCS := $(shell find tests/fuzz -name 'fuzz_*.c' | sort)
 FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=build-fuzz/%)
-FUZZ_LIB_SRCS := $(SRCS)
-build-fuzz/%: tests/fuzz/%.c $(FUZZ_LIB_SRCS)
-	@mkdir -p build-fuzz
-	clang $(CFLAGS_BASE) -Wno-unused-function -O1 -g -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS) -o $@ $< $(FUZZ_LIB_SRCS) $(LDLIBS)
+FUZZ_CFLAGS := $(CFLAGS_BASE) -Wno-unused-function -O1 -g -fsanitize=fuzzer-no-link,address,undefined $(PKG_CFLAGS)
+FUZZ_OBJS := $(SRCS:%.c=build-fuzz/%.o)
+
+build-fuzz/%.o: %.c
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -MMD -MP -c $< -o $@
+
+build-fuzz/liblevee.a: $(FUZZ_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+build-fuzz/%: tests/fuzz/%.c build-fuzz/liblevee.a
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< build-fuzz/liblevee.a $(LDLIBS)
 
 fuzz: $(FUZZ_BINS)
 
 fuzz-replay: $(FUZZ_BINS)
-	@for f in $(FUZZ_BINS); do n=$$(basename $$f); echo "== $$n corpus"; \
-	  ASAN_OPTIONS=detect_leaks=1 $$f -runs=0 tests/fuzz/corpus/$${n#fuzz_} 2>&1 | tail -2 || exit 1; done
+	@for f in $(FUZZ_BINS); do n=$$(basename $$f); \
+	  out=$$(ASAN_OPTIONS=detect_leaks=1 $$f -runs=0 tests/fuzz/corpus/$${n#fuzz_} 2>&1) || \
+	    { echo "$$out" | tail -40; echo "FAILED: $$n"; exit 1; }; \
+	  echo "$$n: $$(echo "$$out" | tail -1)"; done
 	@echo "fuzz corpus replay: ok"
 
 integration: $(BIN)
@@ -104,4 +117,4 @@ bench: all
 clean:
 	rm -rf build build-san build-fuzz levee
 
--include $(OBJS:.o=.d) $(BUILD)/src/main.d
+-include $(OBJS:.o=.d) $(BUILD)/src/main.d $(FUZZ_OBJS:.o=.d)
