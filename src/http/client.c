@@ -53,7 +53,8 @@ struct uconn {
     bool readable;
     pending_t *req;
     /* Parsing state of the current answer. */
-    lv_http_response_t head;
+    lv_http_response_t head;   /* slices into `in` at head_base */
+    const char *head_base;     /* where the head was parsed; `in` may move later */
     size_t head_len;
     size_t parse_prev;
     lv_http_body_kind_t body_kind;
@@ -84,6 +85,7 @@ struct lv_upstream {
 static void start_request(uconn_t *uc, pending_t *p);
 static void uconn_read(uconn_t *uc);
 static void dispatch_waiters(pool_t *pool);
+static void request_failed(uconn_t *uc, lv_upstream_status_t st);
 
 /* ---- completion ---- */
 
@@ -174,6 +176,17 @@ static void on_uconn_timer(lv_loop_t *loop, lv_timer_t *t)
 /* The answer is complete: hand it over, then keep or drop the connection. */
 static void response_done(uconn_t *uc, size_t total_len, bool reusable)
 {
+    if (lv_buf_data(&uc->in) != uc->head_base) {
+        /* The buffer grew while the body arrived: point the head's slices at
+         * the bytes' new home (same bytes, same result). */
+        ssize_t r = lv_http_parse_response(lv_buf_data(&uc->in), uc->head_len, 0,
+                                           uc->pool->u->cfg.max_header_bytes, &uc->head);
+        if (r != (ssize_t)uc->head_len) {
+            request_failed(uc, LV_UPSTREAM_BAD_RESPONSE);
+            return;
+        }
+        uc->head_base = lv_buf_data(&uc->in);
+    }
     pending_t *p = uc->req;
     pool_t *pool = uc->pool;
     lv_upstream_t *u = pool->u;
@@ -296,12 +309,16 @@ static void parse_answer(uconn_t *uc, bool eof)
                 return;
             }
             uc->head_len = (size_t)r;
+            uc->head_base = lv_buf_data(&uc->in); /* before any reserve below moves it */
             uc->body_kind = lv_http_response_body_kind(&uc->head, uc->req->is_head);
             uc->body_len = uc->body_kind == LV_HTTP_BODY_LENGTH ? (size_t)uc->head.content_length : 0;
             if (uc->body_kind == LV_HTTP_BODY_LENGTH && uc->head_len + uc->body_len > u->cfg.max_response_bytes) {
                 request_failed(uc, LV_UPSTREAM_BAD_RESPONSE);
                 return;
             }
+            /* Room for the whole body now, so it arrives without regrowing. */
+            if (uc->body_kind == LV_HTTP_BODY_LENGTH && lv_buf_len(&uc->in) < uc->head_len + uc->body_len)
+                lv_buf_reserve(&uc->in, uc->head_len + uc->body_len - lv_buf_len(&uc->in));
         }
         break;
     }
