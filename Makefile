@@ -37,7 +37,7 @@ UNIT_SRCS := $(shell find tests/unit -name '*_test.c' | sort)
 UNIT_BINS := $(UNIT_SRCS:%.c=$(BUILD)/%)
 BIN      := $(if $(filter 1,$(SAN)),$(BUILD)/levee,levee)
 
-.PHONY: all deps unit fuzz fuzz-replay integration test test-plain test-san run bench clean
+.PHONY: all deps micro unit fuzz fuzz-replay integration test test-plain test-san run bench clean
 
 all: $(BIN)
 
@@ -58,6 +58,15 @@ $(BIN): $(BUILD)/src/main.o $(LIB)
 $(BUILD)/tests/unit/%: tests/unit/%.c $(LIB) tests/unit/test.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests/unit $(LDSAN) -o $@ $< $(LIB) $(LDLIBS) $(if $(findstring differential,$@),-lhttp_parser)
+
+# Micro-benchmarks next to hot code (parser, redirect table): built, not run
+# by the tests. `make micro` builds them all into build/bench/micro/.
+MICRO_SRCS := $(shell find bench/micro -name '*.c' 2>/dev/null | sort)
+MICRO_BINS := $(MICRO_SRCS:%.c=build/%)
+build/bench/micro/%: bench/micro/%.c build/liblevee.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_BASE) -O2 $(PKG_CFLAGS) -o $@ $< build/liblevee.a $(LDLIBS)
+micro: $(MICRO_BINS)
 
 # Runs every unit test binary; fails if any fails.
 unit: $(UNIT_BINS)

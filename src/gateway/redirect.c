@@ -293,8 +293,12 @@ static int parse_field(parser_t *p, size_t *pos, size_t end, size_t *start, size
             i = qi + 1;
             break;
         }
-        if (i < end && buf[i] != ',')
-            return fail(p, "unexpected '%c' after a closing quote", buf[i]);
+        if (i < end && buf[i] != ',') {
+            unsigned char c = (unsigned char)buf[i];
+            if (c > 0x20 && c < 0x7f)
+                return fail(p, "unexpected '%c' after a closing quote", c);
+            return fail(p, "unexpected byte 0x%02X after a closing quote", c);
+        }
         *start = *pos;
         *len = out - *pos;
         *pos = i;
