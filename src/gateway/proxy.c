@@ -8,7 +8,9 @@
  *                    the background: the client never waits for the refresh
  *   MISS_FILL        fetch, store if cacheable, answer (X-Cache: MISS)
  *   MISS_WAIT        another request is fetching this key: wait to be woken
- *                    with its answer (posted to this loop; no polling)
+ *                    with its answer (posted to this loop; no polling). An
+ *                    answer meant for one user (Set-Cookie, private) is
+ *                    never shared: each waiter then fetches its own
  *   PASS             recently uncacheable: fetch without coalescing; an
  *                    answer that is cacheable again is stored, ending it
  *
@@ -274,6 +276,48 @@ static void send_fetch(proxy_req_t *pr, lv_buf_t *request, bool is_head, bool id
                      on_upstream_done, pr);
 }
 
+/* True if a stored header block marks the answer as meant for one user
+ * (Set-Cookie, or Cache-Control: private): such an answer, though fetched
+ * for a coalesced key, must never be handed to the other waiters. */
+static bool is_user_specific(lv_slice_t headers)
+{
+    const char *p = headers.ptr, *end = headers.ptr + headers.len;
+    while (p < end) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        const char *line_end = eol ? eol : end;
+        const char *colon = memchr(p, ':', (size_t)(line_end - p));
+        if (colon) {
+            lv_slice_t name = lv_slice(p, (size_t)(colon - p));
+            const char *v = colon + 1, *ve = line_end;
+            while (v < ve && (*v == ' ' || *v == '\t'))
+                v++;
+            while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t'))
+                ve--;
+            if (name_is(name, "set-cookie"))
+                return true;
+            if (name_is(name, "cache-control") &&
+                lv_http_list_has_token(lv_slice(v, (size_t)(ve - v)), LV_SLICE_LIT("private")))
+                return true;
+        }
+        p = line_end + 1;
+    }
+    return false;
+}
+
+static void send_fetch(proxy_req_t *pr, lv_buf_t *request, bool is_head, bool idempotent);
+
+/* A waiter whose fill ended with an answer for someone else fetches its own,
+ * bypassing the cache. */
+static void fetch_own(proxy_req_t *pr)
+{
+    lv_http_req_t *req = pr->req;
+    lv_buf_t request = LV_BUF_INIT;
+    pr->mode = MODE_PASS;
+    build_upstream_request(pr->route, req, false, &request);
+    bool idempotent = lv_slice_eq(req->head.method, LV_SLICE_LIT("GET")) || req->is_head;
+    send_fetch(pr, &request, req->is_head, idempotent);
+}
+
 /* Runs on the waiter's loop once the fill it waited for has ended. */
 static void serve_woken(lv_loop_t *loop, void *arg)
 {
@@ -286,6 +330,12 @@ static void serve_woken(lv_loop_t *loop, void *arg)
         serve_obj(pr, pr->woken_obj, "HIT");
         break;
     case LV_CACHE_WOKEN_NOT_STORED:
+        if (is_user_specific(pr->woken_obj->headers)) {
+            lv_cache_obj_unref(pr->woken_obj);
+            pr->woken_obj = NULL;
+            fetch_own(pr);
+            return;
+        }
         count_cache(cr->coalesced);
         serve_obj(pr, pr->woken_obj, "MISS");
         break;

@@ -44,6 +44,7 @@ struct uconn {
     lv_io_t io;
     pool_t *pool;
     uconn_t *next_idle;
+    uconn_t *prev, *next;   /* every connection of the pool, idle or busy */
     uconn_state_t state;
     lv_timer_t timer;
     lv_buf_t in;
@@ -51,6 +52,7 @@ struct uconn {
     bool reused;        /* carried an earlier request: may be stale */
     bool got_bytes;     /* any answer byte arrived for the current request */
     bool readable;
+    bool peer_closed;   /* the origin hung up (FIN or reset seen) */
     pending_t *req;
     /* Parsing state of the current answer. */
     lv_http_response_t head;   /* slices into `in` at head_base */
@@ -66,6 +68,7 @@ struct pool {
     lv_upstream_t *u;
     lv_loop_t *loop;
     uconn_t *idle;
+    uconn_t *conns;         /* all connections, for shutdown */
     pending_t *wait_head, *wait_tail;
     lv_upstream_stats_t stats;
 };
@@ -125,6 +128,12 @@ static void uconn_close(uconn_t *uc)
     close(uc->io.fd);
     lv_timer_stop(&uc->timer);
     lv_buf_free(&uc->in);
+    if (uc->prev)
+        uc->prev->next = uc->next;
+    else
+        pool->conns = uc->next;
+    if (uc->next)
+        uc->next->prev = uc->prev;
     free(uc);
     __atomic_fetch_sub(&u->open, 1, __ATOMIC_RELAXED);
     __atomic_fetch_sub(&pool->stats.open_connections, 1, __ATOMIC_RELAXED);
@@ -164,10 +173,10 @@ static void on_uconn_timer(lv_loop_t *loop, lv_timer_t *t)
         finish(p, LV_UPSTREAM_CONNECT_TIMEOUT, NULL, (lv_slice_t){0});
         return;
     default:
-        uc->req = NULL;
-        uconn_close(uc);
         lv_log_warn("upstream", "%s: no complete answer within %lld ms", uc->pool->u->name,
                     (long long)uc->pool->u->cfg.timeout_ms);
+        uc->req = NULL;
+        uconn_close(uc);
         finish(p, LV_UPSTREAM_TIMEOUT, NULL, (lv_slice_t){0});
         return;
     }
@@ -280,8 +289,10 @@ static void uconn_flush(uconn_t *uc)
         uconn_read(uc);
 }
 
-/* Parses what has arrived. Returns true when the answer is complete. */
-static void parse_answer(uconn_t *uc, bool eof)
+/* Parses what has arrived. Returns true while the answer is incomplete and
+ * uc waits for more bytes; false once the answer was handed over or failed,
+ * after which uc may have been freed or given another request. */
+static bool parse_answer(uconn_t *uc, bool eof)
 {
     lv_upstream_t *u = uc->pool->u;
     for (;;) {
@@ -290,14 +301,15 @@ static void parse_answer(uconn_t *uc, bool eof)
                                                u->cfg.max_header_bytes, &uc->head);
             if (r == LV_HTTP_INCOMPLETE) {
                 uc->parse_prev = lv_buf_len(&uc->in);
-                if (eof)
-                    request_failed(uc, LV_UPSTREAM_CLOSED);
-                return;
+                if (!eof)
+                    return true;
+                request_failed(uc, LV_UPSTREAM_CLOSED);
+                return false;
             }
             if (r < 0) {
                 lv_log_warn("upstream", "%s: unparseable answer", u->name);
                 request_failed(uc, LV_UPSTREAM_BAD_RESPONSE);
-                return;
+                return false;
             }
             uc->parse_prev = 0;
             if (uc->head.status >= 100 && uc->head.status < 200 && uc->head.status != 101) {
@@ -306,7 +318,7 @@ static void parse_answer(uconn_t *uc, bool eof)
             }
             if (uc->head.status == 101) {
                 request_failed(uc, LV_UPSTREAM_BAD_RESPONSE);
-                return;
+                return false;
             }
             uc->head_len = (size_t)r;
             uc->head_base = lv_buf_data(&uc->in); /* before any reserve below moves it */
@@ -314,7 +326,7 @@ static void parse_answer(uconn_t *uc, bool eof)
             uc->body_len = uc->body_kind == LV_HTTP_BODY_LENGTH ? (size_t)uc->head.content_length : 0;
             if (uc->body_kind == LV_HTTP_BODY_LENGTH && uc->head_len + uc->body_len > u->cfg.max_response_bytes) {
                 request_failed(uc, LV_UPSTREAM_BAD_RESPONSE);
-                return;
+                return false;
             }
             /* Room for the whole body now, so it arrives without regrowing. */
             if (uc->body_kind == LV_HTTP_BODY_LENGTH && lv_buf_len(&uc->in) < uc->head_len + uc->body_len)
@@ -326,45 +338,52 @@ static void parse_answer(uconn_t *uc, bool eof)
     switch (uc->body_kind) {
     case LV_HTTP_BODY_NONE:
         response_done(uc, uc->head_len, true);
-        return;
+        return false;
     case LV_HTTP_BODY_LENGTH:
         if (have >= uc->head_len + uc->body_len)
             response_done(uc, uc->head_len + uc->body_len, true);
         else if (eof)
             request_failed(uc, LV_UPSTREAM_CLOSED);
-        return;
+        else
+            return true;
+        return false;
     case LV_HTTP_BODY_UNTIL_CLOSE:
         uc->body_len = have - uc->head_len;
         if (have > u->cfg.max_response_bytes)
             request_failed(uc, LV_UPSTREAM_BAD_RESPONSE);
         else if (eof)
             response_done(uc, have, false);
-        return;
+        else
+            return true;
+        return false;
     case LV_HTTP_BODY_CHUNKED: {
         char *raw = lv_buf_data(&uc->in) + uc->head_len + uc->body_len;
         size_t n = have - uc->head_len - uc->body_len;
         if (n == 0) {
-            if (eof)
-                request_failed(uc, LV_UPSTREAM_CLOSED);
-            return;
+            if (!eof)
+                return true;
+            request_failed(uc, LV_UPSTREAM_CLOSED);
+            return false;
         }
         ssize_t r = lv_http_chunked_decode(&uc->chunk, raw, &n);
         uc->body_len += n;
         if (r == LV_HTTP_ERROR || uc->head_len + uc->body_len > u->cfg.max_response_bytes) {
             request_failed(uc, LV_UPSTREAM_BAD_RESPONSE);
-            return;
+            return false;
         }
         size_t leftover = r == LV_HTTP_INCOMPLETE ? 0 : (size_t)r;
         uc->in.end = uc->in.start + uc->head_len + uc->body_len + leftover;
         if (r == LV_HTTP_INCOMPLETE) {
-            if (eof)
-                request_failed(uc, LV_UPSTREAM_CLOSED);
-            return;
+            if (!eof)
+                return true;
+            request_failed(uc, LV_UPSTREAM_CLOSED);
+            return false;
         }
         response_done(uc, uc->head_len + uc->body_len, true);
-        return;
+        return false;
     }
     }
+    return false;
 }
 
 static void uconn_read(uconn_t *uc)
@@ -383,12 +402,12 @@ static void uconn_read(uconn_t *uc)
         if (n > 0) {
             lv_buf_commit(&uc->in, (size_t)n);
             uc->got_bytes = true;
-            if ((size_t)n < room)
+            /* A short read drained the socket, unless the origin also hung
+             * up: then read on to see the end of the stream. */
+            if ((size_t)n < room && !uc->peer_closed)
                 uc->readable = false;
-            pending_t *before = uc->req;
-            parse_answer(uc, false);
-            if (uc->req != before || !uc->req)
-                return; /* finished or failed; uc may be gone or reused */
+            if (!parse_answer(uc, false))
+                return; /* finished or failed: uc may be gone or reused */
             continue;
         }
         if (n < 0 && errno == EINTR)
@@ -427,6 +446,8 @@ static void on_uconn_io(lv_loop_t *loop, lv_io_t *io, unsigned events)
     }
     if (events & LV_IO_READ)
         uc->readable = true;
+    if (events & LV_IO_HUP)
+        uc->peer_closed = true;
     if (uc->state == UC_SENDING && (events & LV_IO_WRITE)) {
         uconn_flush(uc);
         return;
@@ -469,6 +490,10 @@ static void open_connection(pool_t *pool, pending_t *p)
     uc->timer.cb = on_uconn_timer;
     uc->timer.data = uc;
     uc->req = p;
+    uc->next = pool->conns;
+    if (uc->next)
+        uc->next->prev = uc;
+    pool->conns = uc;
     __atomic_fetch_add(&pool->stats.open_connections, 1, __ATOMIC_RELAXED);
     int r = connect(fd, (struct sockaddr *)&u->addr, u->cfg.addr_len);
     if (r < 0 && errno != EINPROGRESS) {
@@ -621,10 +646,21 @@ lv_upstream_t *lv_upstream_new(const lv_upstream_config_t *cfg, unsigned nloops)
 void lv_upstream_close_loop(lv_upstream_t *u, lv_loop_t *loop)
 {
     pool_t *pool = &u->pools[lv_loop_index(loop)];
-    while (pool->idle) {
-        uconn_t *uc = pool->idle;
-        pool->idle = uc->next_idle;
+    pool->idle = NULL;
+    /* Requests still waiting or in flight fail now, so their callers can
+     * answer (or drop) them and nothing outlives the loop. */
+    while (pool->wait_head) {
+        pending_t *p = pool->wait_head;
+        unqueue(p);
+        finish(p, LV_UPSTREAM_NO_CONNECTION, NULL, (lv_slice_t){0});
+    }
+    while (pool->conns) {
+        uconn_t *uc = pool->conns;
+        pending_t *p = uc->req;
+        uc->req = NULL;
         uconn_close(uc);
+        if (p)
+            finish(p, LV_UPSTREAM_CLOSED, NULL, (lv_slice_t){0});
     }
 }
 

@@ -159,6 +159,18 @@ static void req_give(lv_http_conn_t *c)
     c->req = NULL;
 }
 
+/* The client hung up (or half-closed) and everything it sent has been
+ * answered and written: nothing more can come, so close now rather than at
+ * the idle timeout. */
+static bool close_if_finished(lv_http_conn_t *c)
+{
+    if (c->peer_closed && c->state == CONN_READ_HEAD && in_len(c) == 0 && lv_buf_len(&c->out) == 0) {
+        conn_close(c);
+        return true;
+    }
+    return false;
+}
+
 /* Between requests with nothing buffered: hand the storage back. */
 static void release_if_idle(lv_http_conn_t *c)
 {
@@ -506,7 +518,7 @@ static void process_input(lv_http_conn_t *c)
     }
     c->in_process = false;
     flush_output(c);
-    if (c->state != CONN_CLOSED)
+    if (c->state != CONN_CLOSED && !close_if_finished(c))
         release_if_idle(c);
 }
 
@@ -539,8 +551,10 @@ static void conn_read(lv_http_conn_t *c)
         ssize_t n = read(c->io.fd, lv_buf_tail(&c->in), room);
         if (n > 0) {
             lv_buf_commit(&c->in, (size_t)n);
-            if ((size_t)n < room)
-                c->readable = false; /* a short read drained the socket */
+            /* A short read drained the socket, unless the client also hung
+             * up: then read on to see the end of the stream. */
+            if ((size_t)n < room && !c->peer_closed)
+                c->readable = false;
             process_input(c);
             continue;
         }
@@ -580,6 +594,8 @@ static void on_conn_io(lv_loop_t *loop, lv_io_t *io, unsigned events)
                 if (c->state == CONN_CLOSED)
                     return;
             }
+            if (close_if_finished(c))
+                return;
             release_if_idle(c);
         }
     }
@@ -656,8 +672,8 @@ void lv_http_respondv(lv_http_req_t *req, int status, const lv_slice_t *header_p
         process_input(c);
         if (c->state != CONN_CLOSED && c->readable)
             conn_read(c);
-        if (c->state != CONN_CLOSED && c->peer_closed && in_len(c) == 0 && !lv_buf_len(&c->out))
-            conn_close(c);
+        if (c->state != CONN_CLOSED)
+            close_if_finished(c);
     }
 }
 
