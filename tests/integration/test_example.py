@@ -1,0 +1,102 @@
+"""test_example.py: the example app in examples/ runs as documented: its
+origin (examples/origin.py) and levee with examples/levee.yaml, moved to
+free ports."""
+
+import os
+import re
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+
+from conftest import REPO, run_levee, wait_port
+from origins import free_port
+
+EXAMPLES = os.path.join(REPO, "examples")
+
+
+@pytest.fixture
+def example_origin():
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, os.path.join(EXAMPLES, "origin.py"), str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        assert wait_port(port, timeout=20, proc=proc), "examples/origin.py did not start"
+        yield port
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+def example_config(origin_port):
+    with open(os.path.join(EXAMPLES, "levee.yaml")) as f:
+        text = f.read()
+    text, n1 = re.subn(r"^listen: .*$", "listen: 127.0.0.1:%d" % free_port(), text, flags=re.M)
+    text, n2 = re.subn(r"^admin: \{ listen: [^ ]+ \}", "admin: { listen: 127.0.0.1:%d }" % free_port(), text,
+                       flags=re.M)
+    text, n3 = re.subn(r"http://127\.0\.0\.1:3000", "http://127.0.0.1:%d" % origin_port, text)
+    assert (n1, n2, n3) == (1, 1, 1), "examples/levee.yaml changed shape: update this test"
+    return text
+
+
+def example_files():
+    with open(os.path.join(EXAMPLES, "qr.csv")) as f:
+        return {"qr.csv": f.read()}
+
+
+def test_example_config_checks():
+    r = run_levee("check", "-c", os.path.join(EXAMPLES, "levee.yaml"))
+    assert r.returncode == 0, r.stderr
+    assert "ok" in r.stdout
+
+
+def test_example_app(levee, example_origin):
+    lv = levee(example_config(example_origin), files=example_files())
+
+    r = requests.get(lv.url + "/hello", timeout=10)
+    assert r.status_code == 200
+    assert r.text == "hello from levee\n"
+    assert r.headers["Content-Type"] == "text/plain"
+
+    r = requests.get(lv.url + "/r/tv-ad-2026", allow_redirects=False, timeout=10)
+    assert r.status_code == 302
+    assert r.headers["Location"] == "https://shop.example.com/landing?src=tv"
+    r = requests.get(lv.url + "/r/no-such-code", allow_redirects=False, timeout=10)
+    assert r.status_code == 302
+    assert r.headers["Location"] == "https://example.com/"
+
+    r1 = requests.get(lv.url + "/events/list", timeout=10)
+    assert r1.status_code == 200
+    assert r1.headers["X-Cache"] == "MISS"
+    assert r1.headers["Content-Type"] == "application/json"
+    events = r1.json()["events"]
+    assert events[0]["artist"] == "The Levees"
+    time.sleep(0.05)
+    r2 = requests.get(lv.url + "/events/list", timeout=10)
+    assert r2.headers["X-Cache"] == "HIT"
+    assert r2.json()["generated_at"] == r1.json()["generated_at"]
+
+    r = requests.post(lv.url + "/checkout", data=b"2 tickets", timeout=10)
+    assert r.status_code == 201
+    assert r.json() == {"accepted": True, "order": "2 tickets"}
+
+    st = requests.get(lv.admin_url + "/status", timeout=10).json()
+    assert {rt["name"] for rt in st["routes"]} == {"GET /hello", "GET /r/{code}", "GET /events/*",
+                                                    "POST /checkout"}
+
+
+def test_example_with_curl(levee, example_origin):
+    lv = levee(example_config(example_origin), files=example_files())
+    out = subprocess.run(["curl", "-si", "--max-time", "10", lv.url + "/events/list", lv.url + "/events/list"],
+                         capture_output=True, timeout=30).stdout.decode()
+    assert out.count("HTTP/1.1 200 OK") == 2
+    assert re.findall(r"(?im)^x-cache: (\w+)", out) == ["MISS", "HIT"]
+    out = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code} %{redirect_url}",
+                          "--max-time", "10", lv.url + "/r/flyer"], capture_output=True, timeout=30).stdout
+    assert out == b"302 https://shop.example.com/landing?src=flyer"
