@@ -279,6 +279,18 @@ void lv_io_stop(lv_loop_t *loop, lv_io_t *io)
     drop_pending_events(loop, io);
 }
 
+ssize_t lv_io_read(int fd, void *buf, size_t len)
+{
+    for (;;) {
+        ssize_t n = read(fd, buf, len);
+        if (n >= 0)
+            return n;
+        if (errno == EINTR)
+            continue;
+        return errno == EAGAIN || errno == EWOULDBLOCK ? LV_IO_AGAIN : 0;
+    }
+}
+
 int lv_io_pause(lv_loop_t *loop, lv_io_t *io)
 {
     struct epoll_event ev = {.events = 0, .data.ptr = io};

@@ -25,6 +25,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 typedef struct lv_loop lv_loop_t;
 typedef struct lv_io lv_io_t;
@@ -93,6 +94,12 @@ void lv_io_stop(lv_loop_t *loop, lv_io_t *io);
  * so pending readiness is reported again. */
 int lv_io_pause(lv_loop_t *loop, lv_io_t *io);
 int lv_io_resume(lv_loop_t *loop, lv_io_t *io);
+
+/* Reads up to len bytes from a non-blocking fd, retrying EINTR. Returns the
+ * count (> 0), LV_IO_AGAIN when nothing is there right now, or 0 when the
+ * peer closed or the connection failed (errno tells which, if anyone asks). */
+enum { LV_IO_AGAIN = -1 };
+ssize_t lv_io_read(int fd, void *buf, size_t len);
 
 /* Arms (or re-arms) a timer to fire after timeout_ms (UINT64_MAX: never, in
  * effect). Timers due at the same millisecond run in no promised order. */

@@ -398,7 +398,11 @@ static void uconn_read(uconn_t *uc)
         }
         lv_buf_reserve(&uc->in, READ_CHUNK);
         size_t room = lv_buf_room(&uc->in);
-        ssize_t n = read(uc->io.fd, lv_buf_tail(&uc->in), room);
+        ssize_t n = lv_io_read(uc->io.fd, lv_buf_tail(&uc->in), room);
+        if (n == LV_IO_AGAIN) {
+            uc->readable = false;
+            return;
+        }
         if (n > 0) {
             lv_buf_commit(&uc->in, (size_t)n);
             uc->got_bytes = true;
@@ -410,12 +414,7 @@ static void uconn_read(uconn_t *uc)
                 return; /* finished or failed: uc may be gone or reused */
             continue;
         }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            uc->readable = false;
-            return;
-        }
+        /* End of stream or error. */
         uc->readable = false;
         if (uc->state == UC_RECEIVING)
             parse_answer(uc, true);

@@ -529,26 +529,26 @@ static void conn_read(lv_http_conn_t *c)
             return; /* resumed when the output drains */
         if (c->state == CONN_LINGER) {
             char sink[4096];
-            ssize_t n = read(c->io.fd, sink, sizeof sink);
-            if (n > 0) {
-                c->linger_bytes += (size_t)n;
-                if (c->linger_bytes > LINGER_MAX_BYTES)
-                    conn_close(c);
-                continue;
-            }
-            if (n < 0 && errno == EINTR)
-                continue;
-            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            ssize_t n = lv_io_read(c->io.fd, sink, sizeof sink);
+            if (n == LV_IO_AGAIN) {
                 c->readable = false;
                 return;
             }
-            conn_close(c);
-            return;
+            c->linger_bytes += (size_t)n;
+            if (n == 0 || c->linger_bytes > LINGER_MAX_BYTES) {
+                conn_close(c);
+                return;
+            }
+            continue;
         }
         buf_take(c->ls, &c->in);
         lv_buf_reserve(&c->in, READ_CHUNK);
         size_t room = lv_buf_room(&c->in);
-        ssize_t n = read(c->io.fd, lv_buf_tail(&c->in), room);
+        ssize_t n = lv_io_read(c->io.fd, lv_buf_tail(&c->in), room);
+        if (n == LV_IO_AGAIN) {
+            c->readable = false;
+            return;
+        }
         if (n > 0) {
             lv_buf_commit(&c->in, (size_t)n);
             /* A short read drained the socket, unless the client also hung
@@ -557,12 +557,6 @@ static void conn_read(lv_http_conn_t *c)
                 c->readable = false;
             process_input(c);
             continue;
-        }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            c->readable = false;
-            return;
         }
         /* EOF or error: a client may close after its last request; the
          * answers already queued still go out if the socket allows. */
