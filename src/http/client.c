@@ -19,6 +19,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/list.h"
 #include "core/log.h"
 #include "core/mem.h"
 
@@ -29,10 +30,10 @@ typedef struct pool pool_t;
 typedef struct uconn uconn_t;
 
 typedef struct pending {
-    struct pending *next, *prev;
+    lv_list_t link;     /* in pool_t.waiting while it waits for a connection */
     pool_t *pool;
     lv_buf_t request;
-    bool is_head, idempotent, retried, queued;
+    bool is_head, idempotent, retried;
     lv_upstream_cb cb;
     void *arg;
     lv_timer_t wait_timer;
@@ -43,8 +44,8 @@ typedef enum { UC_CONNECTING, UC_SENDING, UC_RECEIVING, UC_IDLE } uconn_state_t;
 struct uconn {
     lv_io_t io;
     pool_t *pool;
-    uconn_t *next_idle;
-    uconn_t *prev, *next;   /* every connection of the pool, idle or busy */
+    lv_list_t idle_link;    /* in pool_t.idle while idle */
+    lv_list_t link;         /* in pool_t.conns: every connection, idle or busy */
     uconn_state_t state;
     lv_timer_t timer;
     lv_buf_t in;
@@ -67,9 +68,9 @@ struct uconn {
 struct pool {
     lv_upstream_t *u;
     lv_loop_t *loop;
-    uconn_t *idle;
-    uconn_t *conns;         /* all connections, for shutdown */
-    pending_t *wait_head, *wait_tail;
+    lv_list_t idle;         /* idle connections, most recently used first */
+    lv_list_t conns;        /* all connections, for shutdown */
+    lv_list_t waiting;      /* requests waiting for a connection, FIFO */
     lv_upstream_stats_t stats;
 };
 
@@ -89,6 +90,40 @@ static void start_request(uconn_t *uc, pending_t *p);
 static void uconn_read(uconn_t *uc);
 static void dispatch_waiters(pool_t *pool);
 static void request_failed(uconn_t *uc, lv_upstream_status_t st);
+
+/* ---- queues ---- */
+
+static void unqueue(pending_t *p)
+{
+    pool_t *pool = p->pool;
+    lv_list_remove(&p->link);
+    lv_timer_stop(&p->wait_timer);
+    __atomic_fetch_sub(&pool->u->waiting, 1, __ATOMIC_RELAXED);
+    __atomic_fetch_sub(&pool->stats.waiting, 1, __ATOMIC_RELAXED);
+}
+
+/* Queues p for a connection (at the front for a retry), bounded by wait_ms. */
+static void enqueue(pending_t *p, bool front, int64_t wait_ms)
+{
+    pool_t *pool = p->pool;
+    if (front)
+        lv_list_push_front(&pool->waiting, &p->link);
+    else
+        lv_list_push_back(&pool->waiting, &p->link);
+    __atomic_fetch_add(&pool->u->waiting, 1, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&pool->stats.waiting, 1, __ATOMIC_RELAXED);
+    lv_timer_start(pool->loop, &p->wait_timer, wait_ms > 0 ? (uint64_t)wait_ms : 1);
+}
+
+/* Takes the most recently used idle connection, or NULL. */
+static uconn_t *take_idle(pool_t *pool)
+{
+    lv_list_t *node = lv_list_first(&pool->idle);
+    if (!node)
+        return NULL;
+    lv_list_remove(node);
+    return lv_list_entry(node, uconn_t, idle_link);
+}
 
 /* ---- completion ---- */
 
@@ -128,33 +163,19 @@ static void uconn_close(uconn_t *uc)
     close(uc->io.fd);
     lv_timer_stop(&uc->timer);
     lv_buf_free(&uc->in);
-    if (uc->prev)
-        uc->prev->next = uc->next;
-    else
-        pool->conns = uc->next;
-    if (uc->next)
-        uc->next->prev = uc->prev;
+    lv_list_remove(&uc->link);
+    if (lv_list_linked(&uc->idle_link))
+        lv_list_remove(&uc->idle_link);
     free(uc);
     __atomic_fetch_sub(&u->open, 1, __ATOMIC_RELAXED);
     __atomic_fetch_sub(&pool->stats.open_connections, 1, __ATOMIC_RELAXED);
     /* Room for a new connection: waiters here or on other loops may use it. */
-    if (pool->wait_head)
+    if (!lv_list_empty(&pool->waiting))
         dispatch_waiters(pool);
     else if (__atomic_load_n(&u->waiting, __ATOMIC_RELAXED) > 0)
         for (unsigned i = 0; i < u->nloops; i++)
             if (&u->pools[i] != pool && u->pools[i].loop)
                 lv_loop_post(u->pools[i].loop, poke_other_loop, &u->pools[i]);
-}
-
-static void remove_idle(uconn_t *uc)
-{
-    pool_t *pool = uc->pool;
-    for (uconn_t **pp = &pool->idle; *pp; pp = &(*pp)->next_idle)
-        if (*pp == uc) {
-            *pp = uc->next_idle;
-            break;
-        }
-    uc->next_idle = NULL;
 }
 
 static void on_uconn_timer(lv_loop_t *loop, lv_timer_t *t)
@@ -164,7 +185,6 @@ static void on_uconn_timer(lv_loop_t *loop, lv_timer_t *t)
     pending_t *p = uc->req;
     switch (uc->state) {
     case UC_IDLE:
-        remove_idle(uc);
         uconn_close(uc);
         return;
     case UC_CONNECTING:
@@ -213,17 +233,10 @@ static void response_done(uconn_t *uc, size_t total_len, bool reusable)
         return;
     }
     uc->reused = true;
-    if (pool->wait_head) {
-        pending_t *next = pool->wait_head;
-        pool->wait_head = next->next;
-        if (pool->wait_head)
-            pool->wait_head->prev = NULL;
-        else
-            pool->wait_tail = NULL;
-        next->queued = false;
-        lv_timer_stop(&next->wait_timer);
-        __atomic_fetch_sub(&u->waiting, 1, __ATOMIC_RELAXED);
-        __atomic_fetch_sub(&pool->stats.waiting, 1, __ATOMIC_RELAXED);
+    lv_list_t *first = lv_list_first(&pool->waiting);
+    if (first) {
+        pending_t *next = lv_list_entry(first, pending_t, link);
+        unqueue(next);
         start_request(uc, next);
         return;
     }
@@ -231,8 +244,7 @@ static void response_done(uconn_t *uc, size_t total_len, bool reusable)
         uconn_close(uc); /* let a loop with waiters open one */
         return;
     }
-    uc->next_idle = pool->idle;
-    pool->idle = uc;
+    lv_list_push_front(&pool->idle, &uc->idle_link);
     lv_timer_start(pool->loop, &uc->timer, IDLE_KEEPALIVE_MS);
 }
 
@@ -249,17 +261,7 @@ static void request_failed(uconn_t *uc, lv_upstream_status_t st)
          * processed, so send the whole request again, first in line. */
         p->retried = true;
         STAT_INC(pool, retries);
-        p->prev = NULL;
-        p->next = pool->wait_head;
-        if (pool->wait_head)
-            pool->wait_head->prev = p;
-        else
-            pool->wait_tail = p;
-        pool->wait_head = p;
-        p->queued = true;
-        __atomic_fetch_add(&pool->u->waiting, 1, __ATOMIC_RELAXED);
-        __atomic_fetch_add(&pool->stats.waiting, 1, __ATOMIC_RELAXED);
-        lv_timer_start(pool->loop, &p->wait_timer, (uint64_t)pool->u->cfg.timeout_ms);
+        enqueue(p, true, pool->u->cfg.timeout_ms);
         dispatch_waiters(pool);
         return;
     }
@@ -392,7 +394,6 @@ static void uconn_read(uconn_t *uc)
         if (uc->state == UC_IDLE) {
             /* An idle connection that becomes readable was closed by the
              * origin (or sent garbage): drop it. */
-            remove_idle(uc);
             uconn_close(uc);
             return;
         }
@@ -489,10 +490,7 @@ static void open_connection(pool_t *pool, pending_t *p)
     uc->timer.cb = on_uconn_timer;
     uc->timer.data = uc;
     uc->req = p;
-    uc->next = pool->conns;
-    if (uc->next)
-        uc->next->prev = uc;
-    pool->conns = uc;
+    lv_list_push_back(&pool->conns, &uc->link);
     __atomic_fetch_add(&pool->stats.open_connections, 1, __ATOMIC_RELAXED);
     int r = connect(fd, (struct sockaddr *)&u->addr, u->cfg.addr_len);
     if (r < 0 && errno != EINPROGRESS) {
@@ -520,32 +518,13 @@ static bool take_slot(lv_upstream_t *u)
     return false;
 }
 
-static void unqueue(pending_t *p)
-{
-    pool_t *pool = p->pool;
-    if (p->prev)
-        p->prev->next = p->next;
-    else
-        pool->wait_head = p->next;
-    if (p->next)
-        p->next->prev = p->prev;
-    else
-        pool->wait_tail = p->prev;
-    p->next = p->prev = NULL;
-    p->queued = false;
-    lv_timer_stop(&p->wait_timer);
-    __atomic_fetch_sub(&pool->u->waiting, 1, __ATOMIC_RELAXED);
-    __atomic_fetch_sub(&pool->stats.waiting, 1, __ATOMIC_RELAXED);
-}
-
 static void dispatch_waiters(pool_t *pool)
 {
-    while (pool->wait_head) {
-        pending_t *p = pool->wait_head;
-        if (pool->idle) {
-            uconn_t *uc = pool->idle;
-            pool->idle = uc->next_idle;
-            uc->next_idle = NULL;
+    lv_list_t *first;
+    while ((first = lv_list_first(&pool->waiting)) != NULL) {
+        pending_t *p = lv_list_entry(first, pending_t, link);
+        uconn_t *uc = take_idle(pool);
+        if (uc) {
             unqueue(p);
             start_request(uc, p);
             continue;
@@ -571,10 +550,10 @@ static void reclaim_idle(lv_loop_t *loop, void *arg)
 {
     pool_t *pool = arg;
     (void)loop;
-    if (pool->idle && __atomic_load_n(&pool->u->waiting, __ATOMIC_RELAXED) > 0) {
-        uconn_t *uc = pool->idle;
-        pool->idle = uc->next_idle;
-        uconn_close(uc);
+    if (__atomic_load_n(&pool->u->waiting, __ATOMIC_RELAXED) > 0) {
+        uconn_t *uc = take_idle(pool);
+        if (uc)
+            uconn_close(uc);
     }
 }
 
@@ -594,11 +573,9 @@ void lv_upstream_send(lv_upstream_t *u, lv_loop_t *loop, lv_buf_t *request, bool
     p->wait_timer.cb = on_wait_timeout;
     p->wait_timer.data = p;
     STAT_INC(pool, requests);
-    if (!pool->wait_head) {
-        if (pool->idle) {
-            uconn_t *uc = pool->idle;
-            pool->idle = uc->next_idle;
-            uc->next_idle = NULL;
+    if (lv_list_empty(&pool->waiting)) {
+        uconn_t *uc = take_idle(pool);
+        if (uc) {
             start_request(uc, p);
             return;
         }
@@ -608,17 +585,7 @@ void lv_upstream_send(lv_upstream_t *u, lv_loop_t *loop, lv_buf_t *request, bool
         }
     }
     /* Wait for a connection, FIFO, bounded. */
-    if (pool->wait_tail) {
-        pool->wait_tail->next = p;
-        p->prev = pool->wait_tail;
-    } else {
-        pool->wait_head = p;
-    }
-    pool->wait_tail = p;
-    p->queued = true;
-    __atomic_fetch_add(&u->waiting, 1, __ATOMIC_RELAXED);
-    __atomic_fetch_add(&pool->stats.waiting, 1, __ATOMIC_RELAXED);
-    lv_timer_start(loop, &p->wait_timer, wait_ms > 0 ? (uint64_t)wait_ms : 1);
+    enqueue(p, false, wait_ms);
     /* Idle connections parked on other loops count against max_conns. */
     for (unsigned i = 0; i < u->nloops; i++)
         if (&u->pools[i] != pool && u->pools[i].loop)
@@ -637,24 +604,29 @@ lv_upstream_t *lv_upstream_new(const lv_upstream_config_t *cfg, unsigned nloops)
     u->cfg.addr = (struct sockaddr *)&u->addr;
     u->nloops = nloops;
     u->pools = lv_calloc(nloops, sizeof *u->pools);
-    for (unsigned i = 0; i < nloops; i++)
-        u->pools[i].u = u;
+    for (unsigned i = 0; i < nloops; i++) {
+        pool_t *pool = &u->pools[i];
+        pool->u = u;
+        lv_list_init(&pool->idle);
+        lv_list_init(&pool->conns);
+        lv_list_init(&pool->waiting);
+    }
     return u;
 }
 
 void lv_upstream_close_loop(lv_upstream_t *u, lv_loop_t *loop)
 {
     pool_t *pool = &u->pools[lv_loop_index(loop)];
-    pool->idle = NULL;
     /* Requests still waiting or in flight fail now, so their callers can
      * answer (or drop) them and nothing outlives the loop. */
-    while (pool->wait_head) {
-        pending_t *p = pool->wait_head;
+    lv_list_t *node;
+    while ((node = lv_list_first(&pool->waiting)) != NULL) {
+        pending_t *p = lv_list_entry(node, pending_t, link);
         unqueue(p);
         finish(p, LV_UPSTREAM_NO_CONNECTION, NULL, (lv_slice_t){0});
     }
-    while (pool->conns) {
-        uconn_t *uc = pool->conns;
+    while ((node = lv_list_first(&pool->conns)) != NULL) {
+        uconn_t *uc = lv_list_entry(node, uconn_t, link);
         pending_t *p = uc->req;
         uc->req = NULL;
         uconn_close(uc);

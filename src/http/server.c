@@ -35,6 +35,7 @@
 #include <unistd.h>
 
 #include "core/buf.h"
+#include "core/list.h"
 #include "core/log.h"
 #include "core/mem.h"
 
@@ -55,7 +56,7 @@ typedef struct loop_state {
     size_t nlisteners;
     bool listening, paused, draining;
     lv_timer_t resume_timer;
-    lv_http_conn_t *conns;
+    lv_list_t conns;        /* every open connection of this loop */
     lv_http_server_stats_t stats;
     char date_line[64];
     size_t date_len;
@@ -81,7 +82,7 @@ struct lv_http_conn {
     lv_io_t io;
     loop_state_t *ls;
     lv_loop_t *loop;
-    lv_http_conn_t *prev, *next;
+    lv_list_t link;         /* in loop_state_t.conns while open */
     lv_buf_t in, out;
     lv_timer_t timer;
     conn_state_t state;
@@ -237,13 +238,7 @@ static void conn_close(lv_http_conn_t *c)
     close(c->io.fd);
     c->io.fd = -1;
     lv_timer_stop(&c->timer);
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        c->ls->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    c->prev = c->next = NULL;
+    lv_list_remove(&c->link);
     __atomic_fetch_sub(&c->ls->server->open, 1, __ATOMIC_RELAXED);
     __atomic_fetch_sub(&c->ls->stats.connections_open, 1, __ATOMIC_RELAXED);
     maybe_resume_accepting(c->ls);
@@ -758,10 +753,7 @@ static void on_accept(lv_loop_t *loop, lv_io_t *io, unsigned events)
         c->timer.cb = on_conn_timer;
         c->timer.data = c;
         c->state = CONN_READ_HEAD;
-        c->next = ls->conns;
-        if (c->next)
-            c->next->prev = c;
-        ls->conns = c;
+        lv_list_push_back(&ls->conns, &c->link);
         __atomic_fetch_add(&s->open, 1, __ATOMIC_RELAXED);
         STAT_INC(ls, connections_open);
         STAT_INC(ls, connections_accepted);
@@ -784,8 +776,10 @@ lv_http_server_t *lv_http_server_new(const lv_config_limits_t *limits, unsigned 
     s->handler = handler;
     s->ctx = ctx;
     s->loops = lv_calloc(nloops, sizeof *s->loops);
-    for (unsigned i = 0; i < nloops; i++)
+    for (unsigned i = 0; i < nloops; i++) {
         s->loops[i].server = s;
+        lv_list_init(&s->loops[i].conns);
+    }
     return s;
 }
 
@@ -859,14 +853,14 @@ void lv_http_server_drain(lv_http_server_t *s, lv_loop_t *loop)
     loop_state_t *ls = &s->loops[lv_loop_index(loop)];
     ls->draining = true;
     stop_listening(ls);
-    lv_http_conn_t *c = ls->conns;
-    while (c) {
-        lv_http_conn_t *next = c->next;
+    lv_list_t *node = ls->conns.next;
+    while (node != &ls->conns) {
+        lv_http_conn_t *c = lv_list_entry(node, lv_http_conn_t, link);
+        node = node->next;
         if (c->state == CONN_READ_HEAD && in_len(c) == 0 && !lv_buf_len(&c->out))
             conn_close(c);
         else
             c->keep_alive = false;
-        c = next;
     }
 }
 
@@ -874,8 +868,9 @@ void lv_http_server_close_all(lv_http_server_t *s, lv_loop_t *loop)
 {
     loop_state_t *ls = &s->loops[lv_loop_index(loop)];
     stop_listening(ls);
-    while (ls->conns)
-        conn_close(ls->conns);
+    lv_list_t *node;
+    while ((node = lv_list_first(&ls->conns)) != NULL)
+        conn_close(lv_list_entry(node, lv_http_conn_t, link));
 }
 
 uint64_t lv_http_server_open_connections(const lv_http_server_t *s)
