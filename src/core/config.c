@@ -725,6 +725,25 @@ static bool get_size(parser_t *p, const char *key, const node_t *v, uint64_t *ou
     return true;
 }
 
+/* A decimal number (rates), greater than 0. */
+static bool get_number(parser_t *p, const char *key, const node_t *v, double *out)
+{
+    const char *s;
+    double d;
+    if (!get_text(p, key, v, &s))
+        return false;
+    if (lv_config_parse_number(s, &d) != 0) {
+        report(p, v->pos, "'%s': invalid number '%s' (use e.g. 2000 or 0.5)", key, show(p, v));
+        return false;
+    }
+    if (d <= 0) {
+        report(p, v->pos, "'%s' must be greater than 0", key);
+        return false;
+    }
+    *out = d;
+    return true;
+}
+
 /* A listen address; `text` and `pos` are filled too. */
 static bool get_listen(parser_t *p, const char *key, const node_t *v, lv_config_listen_t *out)
 {
@@ -941,6 +960,15 @@ static void limits_request_timeout(parser_t *p, const char *key, const node_t *v
     get_duration(p, key, v, 1, &((lv_config_limits_t *)obj)->request_timeout_ms);
 }
 
+static void limits_max_memory(parser_t *p, const char *key, const node_t *v, void *obj)
+{
+    uint64_t *m = &((lv_config_limits_t *)obj)->max_memory;
+    if (get_size(p, key, v, m) && *m < (16ull << 20)) {
+        report(p, v->pos, "'%s' must be at least 16MiB", key);
+        *m = 0;
+    }
+}
+
 static void top_limits(parser_t *p, const char *key, const node_t *v, void *obj)
 {
     static const field_t fields[] = {
@@ -950,6 +978,7 @@ static void top_limits(parser_t *p, const char *key, const node_t *v, void *obj)
         {"header_timeout", limits_header_timeout},
         {"idle_timeout", limits_idle_timeout},
         {"request_timeout", limits_request_timeout},
+        {"max_memory", limits_max_memory},
     };
     static const section_t sec = SECTION("in limits", fields);
     walk_section(p, key, v, &sec, &((lv_config_t *)obj)->limits, NULL);
@@ -1071,6 +1100,8 @@ static lv_config_origin_t *add_origin(lv_config_t *cfg, const char *name, lv_con
         .max_conns = 64,
         .connect_timeout_ms = 1000,
         .timeout_ms = 30000,
+        .max_pending = 1024,
+        .breaker = {.window_ms = 10000, .open_for_ms = 5000},
         .pos = pos,
     };
     return o;
@@ -1100,6 +1131,52 @@ static void origin_timeout(parser_t *p, const char *key, const node_t *v, void *
     get_duration(p, key, v, 1, &((lv_config_origin_t *)obj)->timeout_ms);
 }
 
+static void origin_max_pending(parser_t *p, const char *key, const node_t *v, void *obj)
+{
+    long long n;
+    if (get_int(p, key, v, 0, 10000000, &n))
+        ((lv_config_origin_t *)obj)->max_pending = (int)n;
+}
+
+static void origin_retries(parser_t *p, const char *key, const node_t *v, void *obj)
+{
+    long long n;
+    if (get_int(p, key, v, 0, 10, &n))
+        ((lv_config_origin_t *)obj)->retries = (int)n;
+}
+
+static void breaker_failures(parser_t *p, const char *key, const node_t *v, void *obj)
+{
+    long long n;
+    if (get_int(p, key, v, 1, 1000000, &n))
+        ((lv_config_origin_t *)obj)->breaker.failures = (int)n;
+}
+
+static void breaker_window(parser_t *p, const char *key, const node_t *v, void *obj)
+{
+    get_duration(p, key, v, 1, &((lv_config_origin_t *)obj)->breaker.window_ms);
+}
+
+static void breaker_open_for(parser_t *p, const char *key, const node_t *v, void *obj)
+{
+    get_duration(p, key, v, 1, &((lv_config_origin_t *)obj)->breaker.open_for_ms);
+}
+
+static void origin_breaker(parser_t *p, const char *key, const node_t *v, void *obj)
+{
+    static const field_t fields[] = {
+        {"failures", breaker_failures},
+        {"window", breaker_window},
+        {"open_for", breaker_open_for},
+    };
+    static const section_t sec = SECTION("in origin breaker", fields);
+    lv_config_origin_t *o = obj;
+    seen_t seen;
+    o->breaker.enabled = true;
+    if (walk_section(p, key, v, &sec, o, &seen) && !seen_key(&sec, &seen, "failures"))
+        report(p, v->pos, "'breaker' is missing required key 'failures'");
+}
+
 /* Origin names share the `origin:` key with URLs, so they may not contain
  * ':' or '/'; this keeps the two apart. */
 static bool is_origin_name(const char *s)
@@ -1119,6 +1196,9 @@ static void one_origin(parser_t *p, const node_t *key, const node_t *v)
         {"max_conns", origin_max_conns},
         {"connect_timeout", origin_connect_timeout},
         {"timeout", origin_timeout},
+        {"max_pending", origin_max_pending},
+        {"retries", origin_retries},
+        {"breaker", origin_breaker},
     };
     static const section_t sec = SECTION("in origin", fields);
     if (strlen(key->text) != key->len || !is_origin_name(key->text))
@@ -1572,6 +1652,126 @@ static void route_cache(parser_t *p, const char *key, const node_t *v, void *obj
     walk_section(p, key, v, &sec, c, NULL);
 }
 
+/* ----- route admission: throttle, throttle_per_client, concurrency, queue ----- */
+
+static void throttle_rate(parser_t *p, const char *key, const node_t *v, void *obj)
+{
+    get_number(p, key, v, &((lv_config_throttle_t *)obj)->rate);
+}
+
+static void throttle_burst(parser_t *p, const char *key, const node_t *v, void *obj)
+{
+    double *burst = &((lv_config_throttle_t *)obj)->burst;
+    if (get_number(p, key, v, burst) && *burst < 1) {
+        report(p, v->pos, "'%s' must be at least 1 (a bucket that holds no token admits nothing)", key);
+        *burst = 0;
+    }
+}
+
+static void throttle_key(parser_t *p, const char *key, const node_t *v, void *obj)
+{
+    const char *s;
+    if (!get_text(p, key, v, &s))
+        return;
+    if (strcmp(s, "ip") != 0 && !(strncmp(s, "header:", 7) == 0 && is_token(s + 7))) {
+        report(p, v->pos, "'%s' must be 'ip' or 'header:Name', not '%s'", key, show(p, v));
+        return;
+    }
+    lv_config_throttle_t *t = obj;
+    free(t->key);
+    t->key = lv_strdup(s);
+}
+
+static void throttle_max_clients(parser_t *p, const char *key, const node_t *v, void *obj)
+{
+    long long n;
+    if (get_int(p, key, v, 1, 100000000, &n))
+        ((lv_config_throttle_t *)obj)->max_clients = (uint64_t)n;
+}
+
+static void walk_throttle(parser_t *p, const char *key, const node_t *v, lv_config_throttle_t *t,
+                          const section_t *sec)
+{
+    seen_t seen;
+    t->enabled = true;
+    t->pos = v->pos;
+    if (!walk_section(p, key, v, sec, t, &seen))
+        return;
+    if (!seen_key(sec, &seen, "rate"))
+        report(p, v->pos, "'%s' is missing required key 'rate'", key);
+    else if (!seen_key(sec, &seen, "burst") && t->rate > 0)
+        t->burst = t->rate < 1 ? 1 : t->rate;
+}
+
+static void route_throttle(parser_t *p, const char *key, const node_t *v, void *obj)
+{
+    static const field_t fields[] = {{"rate", throttle_rate}, {"burst", throttle_burst}};
+    static const section_t sec = SECTION("in throttle", fields);
+    walk_throttle(p, key, v, &((route_builder_t *)obj)->route->throttle, &sec);
+}
+
+static void route_throttle_per_client(parser_t *p, const char *key, const node_t *v, void *obj)
+{
+    static const field_t fields[] = {
+        {"rate", throttle_rate},
+        {"burst", throttle_burst},
+        {"key", throttle_key},
+        {"max_clients", throttle_max_clients},
+    };
+    static const section_t sec = SECTION("in throttle_per_client", fields);
+    lv_config_throttle_t *t = &((route_builder_t *)obj)->route->throttle_per_client;
+    walk_throttle(p, key, v, t, &sec);
+    if (!t->key)
+        t->key = lv_strdup("ip");
+}
+
+static void route_concurrency(parser_t *p, const char *key, const node_t *v, void *obj)
+{
+    long long n;
+    lv_config_route_t *r = ((route_builder_t *)obj)->route;
+    r->concurrency_pos = v->pos;
+    if (get_int(p, key, v, 1, 10000000, &n))
+        r->concurrency = (uint64_t)n;
+}
+
+static void queue_max(parser_t *p, const char *key, const node_t *v, void *obj)
+{
+    long long n;
+    if (get_int(p, key, v, 1, 10000000, &n))
+        ((lv_config_queue_t *)obj)->max = (uint64_t)n;
+}
+
+static void queue_timeout(parser_t *p, const char *key, const node_t *v, void *obj)
+{
+    get_duration(p, key, v, 1, &((lv_config_queue_t *)obj)->timeout_ms);
+}
+
+static void route_queue(parser_t *p, const char *key, const node_t *v, void *obj)
+{
+    static const field_t fields[] = {{"max", queue_max}, {"timeout", queue_timeout}};
+    static const section_t sec = SECTION("in queue", fields);
+    lv_config_queue_t *q = &((route_builder_t *)obj)->route->queue;
+    q->enabled = true;
+    q->pos = v->pos;
+    walk_section(p, key, v, &sec, q, NULL);
+}
+
+/* Admission settings that only make sense together, or against the limits
+ * (which may come later in the file, so this runs at the end). */
+static void check_admission(parser_t *p)
+{
+    const lv_config_t *cfg = p->cfg;
+    for (size_t i = 0; i < cfg->num_routes; i++) {
+        const lv_config_route_t *r = &cfg->routes[i];
+        if (r->queue.enabled && r->concurrency == 0)
+            report(p, r->queue.pos, "'queue' needs 'concurrency' on the same route (requests queue for a slot)");
+        if (r->queue.enabled && r->queue.timeout_ms > cfg->limits.request_timeout_ms)
+            report(p, r->queue.pos,
+                   "queue timeout (%lldms) is longer than limits.request_timeout (%lldms)",
+                   (long long)r->queue.timeout_ms, (long long)cfg->limits.request_timeout_ms);
+    }
+}
+
 /* ----- one route ----- */
 
 static const field_t route_fields[] = {
@@ -1581,6 +1781,10 @@ static const field_t route_fields[] = {
     {"redirect", route_redirect},
     {"origin", route_origin},
     {"cache", route_cache},
+    {"throttle", route_throttle},
+    {"throttle_per_client", route_throttle_per_client},
+    {"concurrency", route_concurrency},
+    {"queue", route_queue},
 };
 static const section_t route_section = SECTION("in route", route_fields);
 
@@ -1595,6 +1799,8 @@ static void init_route(lv_config_route_t *route)
         .respond = {.status = 200},
         .redirect = {.status = 302},
         .cache = {.ttl_ms = -1, .stale_while_revalidate_ms = -1, .stale_if_error_ms = -1},
+        .throttle_per_client = {.max_clients = 100000},
+        .queue = {.max = 1000, .timeout_ms = 1000},
     };
     route->respond.body = lv_strdup("");
 }
@@ -1790,6 +1996,7 @@ static void finish(parser_t *p, bool listen_given)
     lv_config_t *cfg = p->cfg;
     resolve_origins(p);
     check_route_clashes(p);
+    check_admission(p);
     if (!listen_given && cfg->num_listen == 0) {
         lv_config_listen_t l = {.text = lv_strdup("127.0.0.1:8080")};
         lv_config_parse_listen(l.text, &l);
@@ -1953,6 +2160,8 @@ static void free_route(lv_config_route_t *r)
     free(r->redirect.table);
     free(r->redirect.missing);
     free(r->cache.statuses);
+    free(r->throttle.key);
+    free(r->throttle_per_client.key);
 }
 
 void lv_config_free(lv_config_t *cfg)

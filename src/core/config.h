@@ -81,6 +81,25 @@ typedef struct {
     bool cache_set_cookie;        /* cache responses carrying Set-Cookie (default false) */
 } lv_config_route_cache_t;
 
+/* throttle: { rate, burst } and throttle_per_client: { rate, burst, key,
+ * max_clients } on a route. Absent means no throttle. */
+typedef struct {
+    bool enabled;
+    double rate;                  /* tokens (requests) per second, > 0 */
+    double burst;                 /* bucket depth, >= 1; default max(1, rate) */
+    char *key;                    /* per client only: "ip" (default) or "header:Name" */
+    uint64_t max_clients;         /* per client only: clients tracked at most; default 100000 */
+    lv_config_pos_t pos;
+} lv_config_throttle_t;
+
+/* queue: { max, timeout } on a route with `concurrency`. */
+typedef struct {
+    bool enabled;
+    uint64_t max;                 /* requests waiting at most; default 1000 */
+    int64_t timeout_ms;           /* longest wait; default 1 s, at most limits.request_timeout */
+    lv_config_pos_t pos;
+} lv_config_queue_t;
+
 typedef struct {
     char *method;                 /* upper-case token, or "ANY" */
     char *path;                   /* pattern: /lit/{name}/... with optional trailing * */
@@ -91,6 +110,11 @@ typedef struct {
     lv_config_redirect_t redirect;
     int origin;                   /* index into lv_config_t.origins; -1 unless kind is ORIGIN */
     lv_config_route_cache_t cache;
+    lv_config_throttle_t throttle;            /* for the whole route */
+    lv_config_throttle_t throttle_per_client;
+    uint64_t concurrency;         /* bulkhead: in flight at most; 0 = no limit */
+    lv_config_pos_t concurrency_pos;
+    lv_config_queue_t queue;
 } lv_config_route_t;
 
 /* origins: name: { url, max_conns, connect_timeout, timeout }. A route whose
@@ -105,6 +129,14 @@ typedef struct {
     int max_conns;                /* default 64 */
     int64_t connect_timeout_ms;   /* default 1000 */
     int64_t timeout_ms;           /* whole response; default 30000 */
+    int max_pending;              /* requests waiting for a connection at most; default 1024 */
+    int retries;                  /* extra attempts for idempotent requests; default 0 */
+    struct {
+        bool enabled;
+        int failures;             /* errors or timeouts within window that open it */
+        int64_t window_ms;        /* default 10 s */
+        int64_t open_for_ms;      /* default 5 s */
+    } breaker;
     lv_config_pos_t pos;
 } lv_config_origin_t;
 
@@ -115,6 +147,7 @@ typedef struct {
     int64_t header_timeout_ms;    /* default 10 s */
     int64_t idle_timeout_ms;      /* default 60 s */
     int64_t request_timeout_ms;   /* default 30 s */
+    uint64_t max_memory;          /* shed new requests with 503 past it (RSS); 0 = no limit */
 } lv_config_limits_t;
 
 typedef struct {
@@ -159,6 +192,7 @@ void lv_config_errors_free(lv_config_errors_t *errs);
  * Each returns 0 on success, -1 on bad syntax. */
 int lv_config_parse_duration(const char *s, int64_t *ms);   /* "250ms" "10s" "5m" "2h" "1d"; bare number = seconds */
 int lv_config_parse_size(const char *s, uint64_t *bytes);   /* "512", "64KiB", "256MiB", "1GiB", "10KB", "1MB" */
+int lv_config_parse_number(const char *s, double *out);     /* "2000", "0.5": finite, no sign, no junk */
 int lv_config_parse_listen(const char *s, lv_config_listen_t *out); /* fills addr/addr_len, not text/pos */
 
 #endif

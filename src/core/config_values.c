@@ -10,6 +10,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct {
@@ -86,6 +87,24 @@ int lv_config_parse_size(const char *s, uint64_t *bytes)
         {"TB", 1000ull * 1000 * 1000 * 1000},
     };
     return number_with_unit(s, units, sizeof units / sizeof units[0], UINT64_MAX, bytes);
+}
+
+int lv_config_parse_number(const char *s, double *out)
+{
+    /* Plain decimal only: no sign, no exponent, no hex, no inf/nan. */
+    size_t digits = 0, dots = 0;
+    for (const char *c = s; *c; c++) {
+        if (*c >= '0' && *c <= '9')
+            digits++;
+        else if (*c == '.' && dots == 0)
+            dots++;
+        else
+            return -1;
+    }
+    if (digits == 0 || digits > 15 || s[0] == '.' || s[strlen(s) - 1] == '.')
+        return -1;
+    *out = strtod(s, NULL);
+    return 0;
 }
 
 /* A port is 1 to 5 digits with a value in 1..65535; nothing else. */

@@ -173,6 +173,12 @@ static int build_route(lv_gateway_t *gw, route_t *route, lv_config_errors_t *err
     default:
         break;
     }
+    /* Parsed, not yet enforced: refuse rather than silently ignore. */
+    if (rc->throttle.enabled || rc->throttle_per_client.enabled || rc->concurrency || rc->queue.enabled) {
+        lv_config_error(errs, gw->cfg->path, rc->pos, "route '%s': admission control (throttle, "
+                        "concurrency, queue) is not available in this build yet", rc->name);
+        return -1;
+    }
     if (lv_router_add(gw->router, rc->method, rc->path, route, err, sizeof err) < 0) {
         lv_config_error(errs, gw->cfg->path, rc->pos, "%s", err);
         return -1;
@@ -193,6 +199,12 @@ static int build_upstreams(lv_gateway_t *gw, lv_config_errors_t *errs)
         char err[256];
         if (resolve_origin(o, &addr, &len, err, sizeof err) < 0) {
             lv_config_error(errs, cfg->path, o->pos, "%s", err);
+            failed = -1;
+            continue;
+        }
+        if (o->retries || o->breaker.enabled || gw->cfg->limits.max_memory) {
+            lv_config_error(errs, cfg->path, o->pos, "origin '%s': retries, breaker and "
+                            "limits.max_memory are not available in this build yet", o->name);
             failed = -1;
             continue;
         }

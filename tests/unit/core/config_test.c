@@ -434,7 +434,7 @@ static const struct {
                                          "number from 1 to 10000000, got '0'"},
     {"limits: { timeout: 1s }\n",
      "t.yaml:1:11: unknown key 'timeout' in limits; expected one of: max_connections, "
-     "max_header_bytes, max_body_bytes, header_timeout, idle_timeout, request_timeout"},
+     "max_header_bytes, max_body_bytes, header_timeout, idle_timeout, request_timeout, max_memory"},
     /* origins */
     {"origins: [a]\n", "t.yaml:1:10: 'origins' must be a mapping, not a list"},
     {"origins: { a: { max_conns: 2 } }\n",
@@ -461,9 +461,9 @@ static const struct {
      "t.yaml:1:43: 'max_conns' must be a whole number from 1 to 100000, got '0'"},
     {"origins: { a: { url: http://x, timeout: 0s } }\n",
      "t.yaml:1:41: 'timeout' must be greater than 0"},
-    {"origins: { a: { url: http://x, retries: 3 } }\n",
-     "t.yaml:1:32: unknown key 'retries' in origin; expected one of: url, max_conns, "
-     "connect_timeout, timeout"},
+    {"origins: { a: { url: http://x, weight: 3 } }\n",
+     "t.yaml:1:32: unknown key 'weight' in origin; expected one of: url, max_conns, "
+     "connect_timeout, timeout, max_pending, retries, breaker"},
     {"origins: { a: { url: http://x }, a: { url: http://y } }\n",
      "t.yaml:1:34: duplicate key 'a' (first at 1:12)"},
     /* routes: shape */
@@ -477,7 +477,7 @@ static const struct {
      "t.yaml:4:5: 'origin' conflicts with 'respond' at 3:5; a route has exactly one target"},
     {"routes:\n  - match: GET /\n    respond: {}\n    foo: 1\n",
      "t.yaml:4:5: unknown key 'foo' in route; expected one of: match, name, respond, redirect, "
-     "origin, cache"},
+     "origin, cache, throttle, throttle_per_client, concurrency, queue"},
     {"routes:\n  - match: GET /\n    name: ''\n    respond: {}\n",
      "t.yaml:3:11: 'name' must not be empty"},
     /* routes: match */
@@ -566,6 +566,32 @@ static const struct {
     {"routes:\n- match: GET /\n  origin: http://x\n  cache: { max_age: 1s }\n",
      "t.yaml:4:12: unknown key 'max_age' in route cache; expected one of: ttl, "
      "stale_while_revalidate, stale_if_error, statuses, cache_set_cookie"},
+    /* admission (issue 3) */
+    {"routes:\n- match: GET /\n  origin: http://x\n  throttle: { rate: 10, burst: 0 }\n",
+     "t.yaml:4:32: 'burst' must be greater than 0"},
+    {"routes:\n- match: GET /\n  origin: http://x\n  throttle: { rate: 10, burst: 0.5 }\n",
+     "t.yaml:4:32: 'burst' must be at least 1 (a bucket that holds no token admits nothing)"},
+    {"routes:\n- match: GET /\n  origin: http://x\n  throttle: { rate: -1 }\n",
+     "t.yaml:4:21: 'rate': invalid number '-1' (use e.g. 2000 or 0.5)"},
+    {"routes:\n- match: GET /\n  origin: http://x\n  throttle: { rate: 0 }\n",
+     "t.yaml:4:21: 'rate' must be greater than 0"},
+    {"routes:\n- match: GET /\n  origin: http://x\n  throttle: { burst: 5 }\n",
+     "t.yaml:4:13: 'throttle' is missing required key 'rate'"},
+    {"routes:\n- match: GET /\n  origin: http://x\n  throttle_per_client: { rate: 1, key: cookie }\n",
+     "t.yaml:4:40: 'key' must be 'ip' or 'header:Name', not 'cookie'"},
+    {"routes:\n- match: GET /\n  origin: http://x\n  concurrency: 0\n",
+     "t.yaml:4:16: 'concurrency' must be a whole number from 1 to 10000000, got '0'"},
+    {"routes:\n- match: GET /\n  origin: http://x\n  queue: { max: 5 }\n",
+     "t.yaml:4:10: 'queue' needs 'concurrency' on the same route (requests queue for a slot)"},
+    {"limits: { request_timeout: 1s }\nroutes:\n- match: GET /\n  origin: http://x\n"
+     "  concurrency: 4\n  queue: { timeout: 2s }\n",
+     "t.yaml:6:10: queue timeout (2000ms) is longer than limits.request_timeout (1000ms)"},
+    {"origins:\n  o: { url: http://x, retries: 11 }\n",
+     "t.yaml:2:32: 'retries' must be a whole number from 0 to 10, got '11'"},
+    {"origins:\n  o: { url: http://x, breaker: { window: 1s } }\n",
+     "t.yaml:2:32: 'breaker' is missing required key 'failures'"},
+    {"limits: { max_memory: 1MiB }\n",
+     "t.yaml:1:23: 'max_memory' must be at least 16MiB"},
     /* routes: clashes */
     {"routes:\n- match: GET /a\n  respond: {}\n- match: GET /a\n  respond: {}\n",
      "t.yaml:4:10: duplicate route 'GET /a' (first at 2:10)"},
@@ -573,6 +599,64 @@ static const struct {
      "- { match: GET /b, name: x, respond: {} }\n",
      "t.yaml:3:12: route name 'x' is already used by the route at 2:12"},
 };
+
+/* The admission keys of a route and the protection keys of an origin. */
+static void test_admission_keys(void)
+{
+    lv_config_t cfg;
+    lv_config_errors_t errs = {0};
+    const char *yaml = "limits: { request_timeout: 5s, max_memory: 512MiB }\n"
+                       "origins:\n"
+                       "  shop: { url: http://127.0.0.1:3000, max_pending: 100, retries: 2,\n"
+                       "          breaker: { failures: 20, window: 10s, open_for: 5s } }\n"
+                       "routes:\n"
+                       "- match: POST /checkout\n"
+                       "  origin: shop\n"
+                       "  throttle: { rate: 2000, burst: 500 }\n"
+                       "  throttle_per_client: { rate: 20, burst: 40, key: 'header:X-Api-Key' }\n"
+                       "  concurrency: 256\n"
+                       "  queue: { max: 10000, timeout: 2s }\n"
+                       "- match: GET /slow\n"
+                       "  origin: shop\n"
+                       "  throttle: { rate: 0.5 }\n"
+                       "  throttle_per_client: { rate: 3 }\n";
+    CHECK_EQ(load(yaml, &cfg, &errs), 0);
+    CHECK_EQ(errs.count, 0);
+    CHECK_EQ(cfg.limits.max_memory, 512ull << 20);
+    const lv_config_origin_t *o = &cfg.origins[0];
+    CHECK_EQ(o->max_pending, 100);
+    CHECK_EQ(o->retries, 2);
+    CHECK(o->breaker.enabled);
+    CHECK_EQ(o->breaker.failures, 20);
+    CHECK_EQ(o->breaker.window_ms, 10000);
+    CHECK_EQ(o->breaker.open_for_ms, 5000);
+    const lv_config_route_t *r = &cfg.routes[0];
+    CHECK(r->throttle.enabled);
+    CHECK(r->throttle.rate == 2000 && r->throttle.burst == 500);
+    CHECK(r->throttle_per_client.enabled);
+    CHECK(r->throttle_per_client.rate == 20 && r->throttle_per_client.burst == 40);
+    CHECK_STR(r->throttle_per_client.key, "header:X-Api-Key");
+    CHECK_EQ(r->throttle_per_client.max_clients, 100000);
+    CHECK_EQ(r->concurrency, 256);
+    CHECK(r->queue.enabled);
+    CHECK_EQ(r->queue.max, 10000);
+    CHECK_EQ(r->queue.timeout_ms, 2000);
+    /* Defaults: burst follows the rate (at least 1), key is the client IP. */
+    r = &cfg.routes[1];
+    CHECK(r->throttle.rate == 0.5 && r->throttle.burst == 1);
+    CHECK(r->throttle_per_client.burst == 3);
+    CHECK_STR(r->throttle_per_client.key, "ip");
+    CHECK_EQ(r->concurrency, 0);
+    CHECK(!r->queue.enabled);
+    /* An origin without the keys gets the defaults. */
+    lv_config_free(&cfg);
+    CHECK_EQ(load("origins:\n  o: { url: http://x }\n", &cfg, &errs), 0);
+    CHECK_EQ(cfg.origins[0].max_pending, 1024);
+    CHECK_EQ(cfg.origins[0].retries, 0);
+    CHECK(!cfg.origins[0].breaker.enabled);
+    CHECK_EQ(cfg.limits.max_memory, 0);
+    lv_config_free(&cfg);
+}
 
 static void test_error_cases(void)
 {
@@ -1020,6 +1104,7 @@ int main(void)
     LV_RUN(test_redirect_defaults);
     LV_RUN(test_admin_off_and_threads_auto);
     LV_RUN(test_error_cases);
+    LV_RUN(test_admission_keys);
     LV_RUN(test_deep_nesting);
     LV_RUN(test_many_errors);
     LV_RUN(test_messages_are_sanitized);
