@@ -30,6 +30,7 @@
 
 typedef struct {
     lv_loop_t *loop;
+    lv_gateway_t *gw;
     pthread_t thread;
 } worker_t;
 
@@ -114,6 +115,7 @@ static void *worker_main(void *arg)
 {
     worker_t *w = arg;
     lv_metrics_thread_init(lv_loop_index(w->loop));
+    lv_gateway_start_loop(w->gw, w->loop);
     lv_loop_run(w->loop);
     return NULL;
 }
@@ -196,6 +198,7 @@ static int cmd_serve(const char *path)
     int rc = 0;
     for (unsigned i = 0; i < nloops; i++) {
         workers[i].loop = lv_loop_new(i);
+        workers[i].gw = gw;
         if (!workers[i].loop) {
             lv_log_error("main", "cannot create event loop: %s", strerror(errno));
             return 1;

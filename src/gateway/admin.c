@@ -12,7 +12,7 @@
 #include "core/version.h"
 #include "gateway/gateway_internal.h"
 
-typedef enum { SRC_SERVER, SRC_CACHE, SRC_UPSTREAM } scrape_source_t;
+typedef enum { SRC_SERVER, SRC_CACHE, SRC_UPSTREAM, SRC_BREAKER, SRC_BUDGET, SRC_BREAKER_STATE } scrape_source_t;
 
 /* One scrape-time value: a uint64_t field of a stats struct. */
 struct scrape {
@@ -30,6 +30,8 @@ static double read_scrape(void *arg)
         lv_http_server_stats_t server;
         lv_cache_stats_t cache;
         lv_upstream_stats_t upstream;
+        lv_breaker_stats_t breaker;
+        lv_retry_budget_stats_t budget;
     } st;
     memset(&st, 0, sizeof st);
     switch (s->source) {
@@ -46,6 +48,15 @@ static double read_scrape(void *arg)
             return 0;
         lv_upstream_stats(gw->upstreams[s->origin], &st.upstream);
         break;
+    case SRC_BREAKER:
+        lv_breaker_stats(gw->breakers[s->origin], &st.breaker);
+        break;
+    case SRC_BUDGET:
+        lv_retry_budget_stats(gw->budgets[s->origin], &st.budget);
+        break;
+    case SRC_BREAKER_STATE:
+        /* 0 closed, 1 open, 2 half-open (the next request probes). */
+        return (double)lv_breaker_state(gw->breakers[s->origin], lv_clock_ns());
     }
     uint64_t v;
     memcpy(&v, (const char *)&st + s->offset, sizeof v);
@@ -55,6 +66,8 @@ static double read_scrape(void *arg)
 #define SERVER_FIELD(f) SRC_SERVER, offsetof(lv_http_server_stats_t, f), 0
 #define CACHE_FIELD(f) SRC_CACHE, offsetof(lv_cache_stats_t, f), 0
 #define UPSTREAM_FIELD(f, i) SRC_UPSTREAM, offsetof(lv_upstream_stats_t, f), (i)
+#define BREAKER_FIELD(f) SRC_BREAKER, offsetof(lv_breaker_stats_t, f), 0
+#define BUDGET_FIELD(f) SRC_BUDGET, offsetof(lv_retry_budget_stats_t, f), 0
 
 typedef struct {
     const char *name, *help, *labels;
@@ -98,8 +111,21 @@ static const scrape_def_t origin_scrapes[] = {
     {"levee_origin_errors_total", NULL, "kind=\"bad_response\"", UPSTREAM_FIELD(bad_responses, 0)},
     {"levee_origin_errors_total", NULL, "kind=\"closed\"", UPSTREAM_FIELD(closed, 0)},
     {"levee_origin_errors_total", NULL, "kind=\"no_connection\"", UPSTREAM_FIELD(no_connection, 0)},
+    {"levee_origin_errors_total", NULL, "kind=\"pending_full\"", UPSTREAM_FIELD(pending_full, 0)},
     {"levee_origin_open_connections", "Connections open to an origin.", NULL, UPSTREAM_FIELD(open_connections, 0)},
     {"levee_origin_waiting", "Requests waiting for a connection to an origin.", NULL, UPSTREAM_FIELD(waiting, 0)},
+};
+
+/* Only for origins with a breaker / with retries. */
+static const scrape_def_t breaker_scrapes[] = {
+    {"levee_origin_breaker_state", "Circuit breaker: 0 closed, 1 open, 2 half-open.", NULL, SRC_BREAKER_STATE, 0, 0},
+    {"levee_origin_breaker_opened_total", "Times the circuit breaker opened.", NULL, BREAKER_FIELD(opened)},
+    {"levee_origin_breaker_rejected_total", "Requests failed fast by an open breaker.", NULL, BREAKER_FIELD(rejected)},
+    {"levee_origin_breaker_probes_total", "Probe requests let through a half-open breaker.", NULL, BREAKER_FIELD(probes)},
+};
+static const scrape_def_t budget_scrapes[] = {
+    {"levee_origin_retries_budget_total", "Retries asked of the retry budget, by result.", "result=\"granted\"", BUDGET_FIELD(granted)},
+    {"levee_origin_retries_budget_total", NULL, "result=\"denied\"", BUDGET_FIELD(denied)},
 };
 
 static bool ends_with(const char *s, const char *suffix)
@@ -123,7 +149,9 @@ void gw_register_scrape_metrics(lv_gateway_t *gw)
 {
     const lv_config_t *cfg = gw->cfg;
     size_t total = sizeof global_scrapes / sizeof global_scrapes[0] +
-                   cfg->num_origins * (sizeof origin_scrapes / sizeof origin_scrapes[0]);
+                   cfg->num_origins * (sizeof origin_scrapes / sizeof origin_scrapes[0] +
+                                       sizeof breaker_scrapes / sizeof breaker_scrapes[0] +
+                                       sizeof budget_scrapes / sizeof budget_scrapes[0]);
     /* Reserve up front: the registry keeps pointers into this array. */
     gw->scrapes = lv_calloc(total ? total : 1, sizeof *gw->scrapes);
     gw->num_scrapes = 0;
@@ -145,6 +173,23 @@ void gw_register_scrape_metrics(lv_gateway_t *gw)
             gw->scrapes[gw->num_scrapes] = (struct scrape){gw, d->source, d->offset, o};
             register_scrape(gw, d, labels);
             gw->num_scrapes++;
+        }
+        for (int table = 0; table < 2; table++) {
+            const scrape_def_t *defs = table ? budget_scrapes : breaker_scrapes;
+            size_t n = table ? sizeof budget_scrapes / sizeof budget_scrapes[0]
+                             : sizeof breaker_scrapes / sizeof breaker_scrapes[0];
+            if (table ? !gw->budgets[o] : !gw->breakers[o])
+                continue;
+            for (size_t i = 0; i < n; i++) {
+                const scrape_def_t *d = &defs[i];
+                if (d->labels)
+                    snprintf(labels, sizeof labels, "origin=\"%s\",%s", esc, d->labels);
+                else
+                    snprintf(labels, sizeof labels, "origin=\"%s\"", esc);
+                gw->scrapes[gw->num_scrapes] = (struct scrape){gw, d->source, d->offset, o};
+                register_scrape(gw, d, labels);
+                gw->num_scrapes++;
+            }
         }
     }
     static const char *const results[] = {"hit", "miss", "stale", "updating", "pass", "coalesced"};
@@ -196,10 +241,13 @@ static char *status_json(lv_gateway_t *gw)
         lv_upstream_stats_t us = {0};
         if (gw->upstreams[i])
             lv_upstream_stats(gw->upstreams[i], &us);
-        json_array_append_new(origins, json_pack("{s:s, s:s, s:i, s:I, s:I, s:I}", "name", cfg->origins[i].name,
-                                                 "url", cfg->origins[i].url, "max_conns", cfg->origins[i].max_conns,
-                                                 "open_connections", (json_int_t)us.open_connections, "waiting",
-                                                 (json_int_t)us.waiting, "requests", (json_int_t)us.requests));
+        json_t *jo = json_pack("{s:s, s:s, s:i, s:i, s:I, s:I, s:I}", "name", cfg->origins[i].name, "url",
+                               cfg->origins[i].url, "max_conns", cfg->origins[i].max_conns, "max_pending",
+                               cfg->origins[i].max_pending, "open_connections", (json_int_t)us.open_connections,
+                               "waiting", (json_int_t)us.waiting, "requests", (json_int_t)us.requests);
+        if (gw->breakers[i])
+            json_object_set_new(jo, "breaker", json_string(lv_breaker_state_name(lv_breaker_state(gw->breakers[i], lv_clock_ns()))));
+        json_array_append_new(origins, jo);
     }
     json_object_set_new(root, "origins", origins);
     lv_buf_t counters = LV_BUF_INIT;

@@ -18,6 +18,10 @@
 #include "core/mem.h"
 
 #define MAX_RESPONSE_BYTES (64u * 1024 * 1024)
+/* Retries may add at most 10% to an origin's load, plus one a second so a
+ * quiet origin can still retry. */
+#define RETRY_RATIO 0.1
+#define RETRY_MIN_PER_S 1.0
 
 int64_t gw_wall_ms(void)
 {
@@ -31,7 +35,7 @@ int64_t gw_wall_ms(void)
 void gw_finish(lv_gateway_t *gw, route_t *route, lv_http_req_t *req, int status,
                const lv_slice_t *header_parts, size_t nparts, lv_slice_t body)
 {
-    (void)gw;
+    gw_release(route, req);
     int cls = status / 100 - 1;
     if (cls < 0 || cls >= NUM_CLASSES)
         cls = CLASS_5XX;
@@ -89,6 +93,13 @@ void lv_gateway_handle(lv_http_req_t *req, void *ctx)
         break;
     }
     route_t *route = m.target;
+    if (route->admission && !gw_admit(gw, route, req, &m))
+        return; /* answered, or queued: the stage runs the target later */
+    gw_run_target(gw, route, req, &m);
+}
+
+void gw_run_target(lv_gateway_t *gw, route_t *route, lv_http_req_t *req, const lv_route_match_t *m)
+{
     switch (route->cfg->kind) {
     case LV_TARGET_RESPOND: {
         lv_slice_t h = lv_buf_slice(&route->fixed_headers);
@@ -97,10 +108,10 @@ void lv_gateway_handle(lv_http_req_t *req, void *ctx)
         return;
     }
     case LV_TARGET_REDIRECT:
-        answer_redirect(gw, route, req, &m);
+        answer_redirect(gw, route, req, m);
         return;
     case LV_TARGET_ORIGIN:
-        gw_proxy(gw, route, req, &m);
+        gw_proxy(gw, route, req, m);
         return;
     default:
         gw_error(gw, route, req, 500);
@@ -169,21 +180,21 @@ static int build_route(lv_gateway_t *gw, route_t *route, lv_config_errors_t *err
     case LV_TARGET_ORIGIN:
         route->origin = &gw->cfg->origins[rc->origin];
         route->upstream = gw->upstreams[rc->origin];
+        route->breaker = gw->breakers[rc->origin];
+        route->retry_budget = gw->budgets[rc->origin];
         break;
     default:
         break;
-    }
-    /* Parsed, not yet enforced: refuse rather than silently ignore. */
-    if (rc->throttle.enabled || rc->throttle_per_client.enabled || rc->concurrency || rc->queue.enabled) {
-        lv_config_error(errs, gw->cfg->path, rc->pos, "route '%s': admission control (throttle, "
-                        "concurrency, queue) is not available in this build yet", rc->name);
-        return -1;
     }
     if (lv_router_add(gw->router, rc->method, rc->path, route, err, sizeof err) < 0) {
         lv_config_error(errs, gw->cfg->path, rc->pos, "%s", err);
         return -1;
     }
     register_route_metrics(gw, route, rc->name);
+    route->admission = rc->throttle.enabled || rc->throttle_per_client.enabled || rc->concurrency ||
+                       gw->cfg->limits.max_memory;
+    if (route->admission)
+        gw_admission_build(gw, route);
     return 0;
 }
 
@@ -192,6 +203,8 @@ static int build_upstreams(lv_gateway_t *gw, lv_config_errors_t *errs)
     const lv_config_t *cfg = gw->cfg;
     int failed = 0;
     gw->upstreams = lv_calloc(cfg->num_origins ? cfg->num_origins : 1, sizeof *gw->upstreams);
+    gw->breakers = lv_calloc(cfg->num_origins ? cfg->num_origins : 1, sizeof *gw->breakers);
+    gw->budgets = lv_calloc(cfg->num_origins ? cfg->num_origins : 1, sizeof *gw->budgets);
     for (size_t i = 0; i < cfg->num_origins; i++) {
         const lv_config_origin_t *o = &cfg->origins[i];
         struct sockaddr_storage addr;
@@ -202,17 +215,17 @@ static int build_upstreams(lv_gateway_t *gw, lv_config_errors_t *errs)
             failed = -1;
             continue;
         }
-        if (o->retries || o->breaker.enabled || gw->cfg->limits.max_memory) {
-            lv_config_error(errs, cfg->path, o->pos, "origin '%s': retries, breaker and "
-                            "limits.max_memory are not available in this build yet", o->name);
-            failed = -1;
-            continue;
-        }
+        if (o->breaker.enabled)
+            gw->breakers[i] = lv_breaker_new((unsigned)o->breaker.failures, o->breaker.window_ms,
+                                             o->breaker.open_for_ms);
+        if (o->retries)
+            gw->budgets[i] = lv_retry_budget_new(RETRY_RATIO, RETRY_MIN_PER_S);
         lv_upstream_config_t uc = {
             .name = o->name,
             .addr = (struct sockaddr *)&addr,
             .addr_len = len,
             .max_conns = o->max_conns,
+            .max_pending = o->max_pending,
             .connect_timeout_ms = o->connect_timeout_ms,
             .timeout_ms = o->timeout_ms,
             .max_response_bytes = MAX_RESPONSE_BYTES,
@@ -231,6 +244,9 @@ lv_gateway_t *lv_gateway_new(const lv_config_t *cfg, unsigned nloops, lv_config_
     gw->started_ms = (uint64_t)gw_wall_ms();
     gw->metrics = lv_metrics_new(nloops);
     gw->router = lv_router_new();
+    gw->admit_queues = lv_calloc(nloops, sizeof *gw->admit_queues);
+    for (unsigned i = 0; i < nloops; i++)
+        lv_list_init(&gw->admit_queues[i]);
     /* A few shards per loop keep lock contention negligible; fewer shards
      * keep each shard's budget, and so the largest storable object, big. */
     gw->cache = lv_cache_new(cfg->cache_max_bytes, 4 * nloops);
@@ -264,8 +280,16 @@ void lv_gateway_set_server(lv_gateway_t *gw, lv_http_server_t *server)
     gw->server = server;
 }
 
+void lv_gateway_start_loop(lv_gateway_t *gw, lv_loop_t *loop)
+{
+    gw_memory_watch_start(gw, loop);
+}
+
 void lv_gateway_close_loop(lv_gateway_t *gw, lv_loop_t *loop)
 {
+    __atomic_store_n(&gw->closing, 1, __ATOMIC_RELAXED);
+    gw_memory_watch_stop(gw, loop);
+    gw_admission_close_loop(gw, loop);
     for (size_t i = 0; i < gw->cfg->num_origins; i++)
         if (gw->upstreams[i])
             lv_upstream_close_loop(gw->upstreams[i], loop);
@@ -277,15 +301,23 @@ void lv_gateway_free(lv_gateway_t *gw)
         return;
     for (size_t i = 0; i < gw->num_routes; i++) {
         lv_buf_free(&gw->routes[i].fixed_headers);
+        gw_admission_free(&gw->routes[i]);
         lv_redirect_table_free(gw->routes[i].table);
     }
-    for (size_t i = 0; i < gw->cfg->num_origins; i++)
+    for (size_t i = 0; i < gw->cfg->num_origins; i++) {
         lv_upstream_free(gw->upstreams[i]);
+        lv_breaker_free(gw->breakers[i]);
+        lv_retry_budget_free(gw->budgets[i]);
+    }
     free(gw->upstreams);
+    free(gw->breakers);
+    free(gw->budgets);
     free(gw->routes);
     lv_router_free(gw->router);
     lv_cache_free(gw->cache);
     lv_metrics_free(gw->metrics);
     free(gw->scrapes);
+    free(gw->admit_queues);
+    free(gw->memory_timers);
     free(gw);
 }

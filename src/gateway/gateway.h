@@ -37,7 +37,12 @@ void lv_gateway_handle(lv_http_req_t *req, void *ctx);
 /* lv_http_handler_cb for the admin listener (ctx is the gateway). */
 void lv_gateway_admin_handle(lv_http_req_t *req, void *ctx);
 
-/* On a loop's thread at shutdown: closes its origin connections. */
+/* On a loop's thread before it runs: starts the loop's periodic work (the
+ * memory watch, when limits.max_memory is set). */
+void lv_gateway_start_loop(lv_gateway_t *gw, lv_loop_t *loop);
+
+/* On a loop's thread at shutdown: answers what is still queued and closes
+ * its origin connections. */
 void lv_gateway_close_loop(lv_gateway_t *gw, lv_loop_t *loop);
 
 #endif

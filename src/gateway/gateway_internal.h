@@ -7,6 +7,9 @@
 
 #include "core/buf.h"
 #include "core/config.h"
+#include "core/list.h"
+#include "gateway/admit.h"
+#include "gateway/breaker.h"
 #include "gateway/cache.h"
 #include "gateway/gateway.h"
 #include "gateway/redirect.h"
@@ -23,8 +26,20 @@ typedef struct route {
     lv_redirect_table_t *table;      /* redirect */
     lv_upstream_t *upstream;         /* origin */
     const lv_config_origin_t *origin;
+    lv_breaker_t *breaker;           /* the origin's, or NULL */
+    lv_retry_budget_t *retry_budget; /* the origin's, or NULL */
     lv_counter_t *by_class[NUM_CLASSES];
     lv_histogram_t *latency;
+    /* Admission (admit_stage.c); `admission` false when the route has none. */
+    bool admission;
+    lv_token_bucket_t *throttle;
+    lv_client_limiter_t *client_limiter;
+    lv_slice_t client_header;        /* throttle_per_client key header:Name, or empty for the IP */
+    lv_bulkhead_t *bulkhead;
+    lv_counter_t *throttled_route, *throttled_client, *queued;
+    lv_counter_t *shed_queue_full, *shed_queue_timeout, *shed_policy, *shed_memory, *client_gone;
+    lv_histogram_t *queue_wait;
+    lv_gauge_t *in_flight;
 } route_t;
 
 typedef struct {
@@ -38,12 +53,18 @@ struct lv_gateway {
     route_t *routes;
     size_t num_routes;
     lv_upstream_t **upstreams;       /* one per lv_config_t.origins entry */
+    lv_breaker_t **breakers;         /* per origin, NULL without `breaker` */
+    lv_retry_budget_t **budgets;     /* per origin, NULL without `retries` */
     lv_cache_t *cache;
     lv_metrics_t *metrics;
     lv_http_server_t *server;        /* for connection counters, may be NULL */
     route_t unmatched;               /* counts 404/405 answers */
     cache_counters_t cache_results;
     struct scrape *scrapes;          /* values read at scrape time (admin.c) */
+    int over_memory;                 /* atomic: RSS above limits.max_memory (admit_stage.c) */
+    int closing;                     /* atomic: loops are shutting down */
+    lv_list_t *admit_queues;         /* per loop: requests queued for a bulkhead slot */
+    lv_timer_t *memory_timers;       /* one per loop, when max_memory is set */
     size_t num_scrapes;
     uint64_t started_ms;             /* wall clock */
 };
@@ -61,6 +82,31 @@ void gw_proxy(lv_gateway_t *gw, route_t *route, lv_http_req_t *req, const lv_rou
 /* Registers the metrics whose values are read from other modules at scrape
  * time (connections, cache, origins). */
 void gw_register_scrape_metrics(lv_gateway_t *gw);
+
+/* Builds a route's admission state and metrics (admit_stage.c). */
+void gw_admission_build(lv_gateway_t *gw, route_t *route);
+void gw_admission_free(route_t *route);
+
+/* The admit stage: throttles, memory guard, bulkhead and queue. Returns true
+ * when the request may go on to its target now. Otherwise it has been
+ * answered (429/503) or queued, and the stage runs the target itself when a
+ * slot is granted. */
+bool gw_admit(lv_gateway_t *gw, route_t *route, lv_http_req_t *req, const lv_route_match_t *m);
+
+/* Runs the route's target for an admitted request (gateway.c). */
+void gw_run_target(lv_gateway_t *gw, route_t *route, lv_http_req_t *req, const lv_route_match_t *m);
+
+/* Gives back the bulkhead slot a request holds, if any (called when it is
+ * answered). */
+void gw_release(route_t *route, lv_http_req_t *req);
+
+/* Starts the per-loop memory watch (on the loop's thread) / stops it. */
+void gw_memory_watch_start(lv_gateway_t *gw, lv_loop_t *loop);
+void gw_memory_watch_stop(lv_gateway_t *gw, lv_loop_t *loop);
+
+/* At shutdown, on the loop's thread: answers 503 to every request still
+ * queued on this loop. */
+void gw_admission_close_loop(lv_gateway_t *gw, lv_loop_t *loop);
 
 /* Wall-clock milliseconds (coarse clock), for cache ages. */
 int64_t gw_wall_ms(void);

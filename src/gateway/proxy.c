@@ -35,6 +35,9 @@
 
 /* How long a key that answered uncacheably bypasses coalescing. */
 #define HIT_FOR_MISS_MS 10000
+/* Retry backoff: full jitter up to 50 ms, 100 ms, ... at most 1 s. */
+#define RETRY_BACKOFF_BASE_MS 50
+#define RETRY_BACKOFF_CAP_MS 1000
 
 typedef enum { MODE_PLAIN, MODE_FILL, MODE_REFRESH, MODE_PASS } proxy_mode_t;
 
@@ -48,6 +51,13 @@ typedef struct proxy_req {
     size_t key_len;
     lv_cache_waiter_t waiter;
     lv_cache_obj_t *woken_obj;
+    /* Origin protection: the breaker's probe flag for the attempt in
+     * flight, and what a retry needs. */
+    bool probe, fetch_is_head, idempotent;
+    unsigned attempt;
+    uint64_t started_ns;     /* first attempt, for the request deadline */
+    lv_buf_t retry_copy;     /* the request's bytes, kept only when it may be retried */
+    lv_timer_t retry_timer;
 } proxy_req_t;
 
 static bool name_is(lv_slice_t name, const char *lit)
@@ -169,6 +179,8 @@ static void serve_obj(proxy_req_t *pr, lv_cache_obj_t *obj, const char *xcache)
 
 static void proxy_req_free(proxy_req_t *pr)
 {
+    lv_timer_stop(&pr->retry_timer);
+    lv_buf_free(&pr->retry_copy);
     free(pr->key);
     free(pr);
 }
@@ -178,8 +190,9 @@ static void count_cache(lv_counter_t *c)
     lv_counter_inc(c);
 }
 
-/* The origin failed: serve a stale copy if one is allowed, else the error. */
-static void answer_failure(proxy_req_t *pr, lv_upstream_status_t st, lv_cache_obj_t *stale)
+/* The origin failed (or its breaker is open): serve a stale copy if one is
+ * allowed, else the error, with Retry-After when there is an honest one. */
+static void answer_failure(proxy_req_t *pr, int status, unsigned retry_after, lv_cache_obj_t *stale)
 {
     if (stale) {
         count_cache(pr->gw->cache_results.stale);
@@ -187,7 +200,33 @@ static void answer_failure(proxy_req_t *pr, lv_upstream_status_t st, lv_cache_ob
         lv_cache_obj_unref(stale);
         return;
     }
-    gw_error(pr->gw, pr->route, pr->req, lv_upstream_status_code(st));
+    if (!retry_after) {
+        gw_error(pr->gw, pr->route, pr->req, status);
+        return;
+    }
+    char hdr[96], body[96];
+    int hn = snprintf(hdr, sizeof hdr, "Content-Type: text/plain\r\nRetry-After: %u\r\n", retry_after);
+    int bn = snprintf(body, sizeof body, "%d %s\n", status, lv_http_status_reason(status));
+    lv_slice_t h = lv_slice(hdr, (size_t)hn);
+    gw_finish(pr->gw, pr->route, pr->req, status, &h, 1, lv_slice(body, (size_t)bn));
+}
+
+/* Ends a fetch that produced no answer: stale-if-error or the error. */
+static void fetch_failed(proxy_req_t *pr, int status, unsigned retry_after)
+{
+    lv_gateway_t *gw = pr->gw;
+    lv_slice_t key = lv_slice(pr->key, pr->key_len);
+    int64_t now = gw_wall_ms();
+    lv_cache_obj_t *stale = NULL;
+    if (pr->mode == MODE_FILL || pr->mode == MODE_REFRESH)
+        stale = lv_cache_fill_done(gw->cache, key, now, NULL, false, 0);
+    else if (pr->mode == MODE_PASS)
+        stale = lv_cache_get_for_error(gw->cache, key, now);
+    if (pr->req)
+        answer_failure(pr, status, retry_after, stale);
+    else
+        lv_cache_obj_unref(stale);
+    proxy_req_free(pr);
 }
 
 /* What the cache rules say about an origin answer on this route. */
@@ -229,24 +268,97 @@ static void finish_fill(proxy_req_t *pr, const lv_upstream_result_t *res, const 
     lv_cache_obj_unref(served);
 }
 
+/* ---- origin protection: breaker and retries ---- */
+
+static void attempt_fetch(proxy_req_t *pr, lv_buf_t *request);
+
+/* A failure of the origin, for the breaker and for retries: no usable
+ * answer, or an answer saying it is overloaded or broken upstream. */
+static bool origin_failed(const lv_upstream_result_t *res)
+{
+    if (res->status == LV_UPSTREAM_NO_CONNECTION || res->status == LV_UPSTREAM_PENDING_FULL)
+        return false; /* our own limits, not the origin's health */
+    if (res->status != LV_UPSTREAM_OK)
+        return true;
+    return res->head->status >= 502 && res->head->status <= 504;
+}
+
+/* Worth trying again: the request surely did not run (refused, connection
+ * closed before an answer) or the origin answered 502/503/504. A timeout is
+ * not retried (the origin may still be working on it: a retry doubles the
+ * load on a slow origin), nor a garbled answer (it would come again). */
+static bool retriable(const lv_upstream_result_t *res)
+{
+    switch (res->status) {
+    case LV_UPSTREAM_REFUSED:
+    case LV_UPSTREAM_CONNECT_TIMEOUT:
+    case LV_UPSTREAM_CLOSED:
+        return true;
+    case LV_UPSTREAM_OK:
+        return res->head->status >= 502 && res->head->status <= 504;
+    default:
+        return false;
+    }
+}
+
+static double random01(void)
+{
+    static __thread uint64_t state;
+    if (!state)
+        state = lv_clock_ns() | 1;
+    state ^= state << 13;
+    state ^= state >> 7;
+    state ^= state << 17;
+    return (double)(state >> 11) / (double)(1ull << 53);
+}
+
+static void on_retry_timer(lv_loop_t *loop, lv_timer_t *t)
+{
+    proxy_req_t *pr = t->data;
+    (void)loop;
+    lv_buf_t request = LV_BUF_INIT;
+    lv_buf_append(&request, lv_buf_data(&pr->retry_copy), lv_buf_len(&pr->retry_copy));
+    attempt_fetch(pr, &request);
+}
+
+/* Schedules another attempt when the request may be retried and the budget
+ * allows. Returns true if one was scheduled. */
+static bool retry_later(proxy_req_t *pr, const lv_upstream_result_t *res)
+{
+    const lv_config_origin_t *o = pr->route->origin;
+    uint64_t now = lv_clock_ns();
+    if (!pr->idempotent || pr->attempt >= (unsigned)o->retries || !retriable(res) ||
+        __atomic_load_n(&pr->gw->closing, __ATOMIC_RELAXED))
+        return false;
+    int64_t wait = lv_retry_backoff_ms(pr->attempt + 1, RETRY_BACKOFF_BASE_MS, RETRY_BACKOFF_CAP_MS, random01());
+    uint64_t deadline = pr->started_ns + (uint64_t)pr->gw->cfg->limits.request_timeout_ms * 1000000u;
+    if (now + (uint64_t)wait * 1000000u >= deadline || !lv_retry_budget_try(pr->route->retry_budget, now))
+        return false;
+    pr->attempt++;
+    pr->retry_timer.cb = on_retry_timer;
+    pr->retry_timer.data = pr;
+    lv_timer_start(pr->loop, &pr->retry_timer, (uint64_t)wait);
+    return true;
+}
+
 static void on_upstream_done(const lv_upstream_result_t *res, void *arg)
 {
     proxy_req_t *pr = arg;
     lv_gateway_t *gw = pr->gw;
-    lv_slice_t key = lv_slice(pr->key, pr->key_len);
     int64_t now = gw_wall_ms();
 
+    /* Requests ended by a loop shutting down say nothing of the origin. */
+    bool shutting_down = __atomic_load_n(&gw->closing, __ATOMIC_RELAXED);
+    if (origin_failed(res)) {
+        if (!shutting_down)
+            lv_breaker_record(pr->route->breaker, lv_clock_ns(), false, pr->probe);
+        if (retry_later(pr, res))
+            return;
+    } else {
+        lv_breaker_record(pr->route->breaker, lv_clock_ns(), true, pr->probe);
+    }
     if (res->status != LV_UPSTREAM_OK) {
-        lv_cache_obj_t *stale = NULL;
-        if (pr->mode == MODE_FILL || pr->mode == MODE_REFRESH)
-            stale = lv_cache_fill_done(gw->cache, key, now, NULL, false, 0);
-        else if (pr->mode == MODE_PASS)
-            stale = lv_cache_get_for_error(gw->cache, key, now);
-        if (pr->req)
-            answer_failure(pr, res->status, stale);
-        else
-            lv_cache_obj_unref(stale);
-        proxy_req_free(pr);
+        fetch_failed(pr, lv_upstream_status_code(res->status), 0);
         return;
     }
 
@@ -269,11 +381,33 @@ static void on_upstream_done(const lv_upstream_result_t *res, void *arg)
     proxy_req_free(pr);
 }
 
-static void send_fetch(proxy_req_t *pr, lv_buf_t *request, bool is_head, bool idempotent)
+/* One attempt: through the breaker, then to the origin. */
+static void attempt_fetch(proxy_req_t *pr, lv_buf_t *request)
 {
     const lv_config_t *cfg = pr->gw->cfg;
-    lv_upstream_send(pr->route->upstream, pr->loop, request, is_head, idempotent, cfg->limits.request_timeout_ms,
-                     on_upstream_done, pr);
+    uint64_t now = lv_clock_ns();
+    if (!lv_breaker_allow(pr->route->breaker, now, &pr->probe)) {
+        /* Fail fast while the origin is known to be down: no connection,
+         * no wait, and an honest Retry-After (or a stale copy). */
+        lv_buf_free(request);
+        fetch_failed(pr, 503, lv_breaker_retry_after(pr->route->breaker, now));
+        return;
+    }
+    lv_upstream_send(pr->route->upstream, pr->loop, request, pr->fetch_is_head, pr->idempotent,
+                     cfg->limits.request_timeout_ms, on_upstream_done, pr);
+}
+
+static void send_fetch(proxy_req_t *pr, lv_buf_t *request, bool is_head, bool idempotent)
+{
+    pr->fetch_is_head = is_head;
+    pr->idempotent = idempotent;
+    if (pr->route->origin->retries && idempotent) {
+        lv_buf_clear(&pr->retry_copy);
+        lv_buf_append(&pr->retry_copy, lv_buf_data(request), lv_buf_len(request));
+    }
+    pr->started_ns = lv_clock_ns();
+    lv_retry_budget_request(pr->route->retry_budget, pr->started_ns);
+    attempt_fetch(pr, request);
 }
 
 /* True if a stored header block marks the answer as meant for one user

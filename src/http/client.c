@@ -138,6 +138,7 @@ static void finish(pending_t *p, lv_upstream_status_t st, const lv_http_response
     case LV_UPSTREAM_BAD_RESPONSE: STAT_INC(pool, bad_responses); break;
     case LV_UPSTREAM_CLOSED: STAT_INC(pool, closed); break;
     case LV_UPSTREAM_NO_CONNECTION: STAT_INC(pool, no_connection); break;
+    case LV_UPSTREAM_PENDING_FULL: STAT_INC(pool, pending_full); break;
     }
     lv_upstream_result_t res = {.status = st, .head = st == LV_UPSTREAM_OK ? head : NULL, .body = body};
     lv_buf_free(&p->request);
@@ -584,7 +585,11 @@ void lv_upstream_send(lv_upstream_t *u, lv_loop_t *loop, lv_buf_t *request, bool
             return;
         }
     }
-    /* Wait for a connection, FIFO, bounded. */
+    /* Wait for a connection, FIFO, bounded in number and in time. */
+    if (__atomic_load_n(&u->waiting, __ATOMIC_RELAXED) >= (uint64_t)u->cfg.max_pending) {
+        finish(p, LV_UPSTREAM_PENDING_FULL, NULL, (lv_slice_t){0});
+        return;
+    }
     enqueue(p, false, wait_ms);
     /* Idle connections parked on other loops count against max_conns. */
     for (unsigned i = 0; i < u->nloops; i++)
@@ -661,14 +666,15 @@ int lv_upstream_status_code(lv_upstream_status_t st)
     case LV_UPSTREAM_OK: return 200;
     case LV_UPSTREAM_CONNECT_TIMEOUT:
     case LV_UPSTREAM_TIMEOUT: return 504;
-    case LV_UPSTREAM_NO_CONNECTION: return 503;
+    case LV_UPSTREAM_NO_CONNECTION:
+    case LV_UPSTREAM_PENDING_FULL: return 503;
     default: return 502;
     }
 }
 
 const char *lv_upstream_status_name(lv_upstream_status_t st)
 {
-    static const char *const names[] = {"ok", "refused", "connect_timeout", "timeout",
-                                        "bad_response", "closed", "no_connection"};
+    static const char *const names[] = {"ok",     "refused",       "connect_timeout", "timeout",
+                                        "bad_response", "closed", "no_connection",   "pending_full"};
     return (unsigned)st < sizeof names / sizeof names[0] ? names[st] : "unknown";
 }

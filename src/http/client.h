@@ -39,6 +39,7 @@ typedef enum {
     LV_UPSTREAM_BAD_RESPONSE,    /* unparseable or oversized answer: 502 */
     LV_UPSTREAM_CLOSED,          /* origin closed before the answer was complete: 502 */
     LV_UPSTREAM_NO_CONNECTION,   /* waited wait_ms for a free connection: 503 */
+    LV_UPSTREAM_PENDING_FULL,    /* max_pending requests already wait for a connection: 503 */
 } lv_upstream_status_t;
 
 typedef struct {
@@ -54,6 +55,7 @@ typedef struct {
     const struct sockaddr *addr; /* copied */
     socklen_t addr_len;
     int max_conns;
+    int max_pending;             /* requests waiting for a connection, over all loops */
     int64_t connect_timeout_ms;
     int64_t timeout_ms;          /* from sending to the complete answer */
     uint64_t max_response_bytes; /* head + body */
@@ -63,7 +65,7 @@ typedef struct {
 /* Counters, summed over loops (any thread). */
 typedef struct {
     uint64_t requests, responses, retries;
-    uint64_t refused, connect_timeouts, timeouts, bad_responses, closed, no_connection;
+    uint64_t refused, connect_timeouts, timeouts, bad_responses, closed, no_connection, pending_full;
     uint64_t open_connections, waiting;
 } lv_upstream_stats_t;
 
