@@ -233,6 +233,15 @@ static char *status_json(lv_gateway_t *gw)
         if (r->cfg->kind == LV_TARGET_ORIGIN)
             json_object_set_new(jr, "origin", json_string(r->origin->name));
         json_object_set_new(jr, "cached", json_boolean(r->cfg->cache.enabled));
+        if (r->bulkhead) {
+            lv_bulkhead_stats_t bs;
+            lv_bulkhead_stats(r->bulkhead, &bs);
+            json_object_set_new(jr, "admission",
+                                json_pack("{s:I, s:I, s:I, s:I, s:b, s:I}", "concurrency", (json_int_t)r->cfg->concurrency,
+                                          "in_flight", (json_int_t)bs.in_flight, "queued", (json_int_t)bs.queued,
+                                          "queue_max", (json_int_t)(r->cfg->queue.enabled ? r->cfg->queue.max : 0),
+                                          "overloaded", (int)bs.overloaded, "drain_per_s", (json_int_t)bs.drain_per_s));
+        }
         json_array_append_new(routes, jr);
     }
     json_object_set_new(root, "routes", routes);

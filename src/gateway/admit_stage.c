@@ -84,7 +84,9 @@ static void resume_queued(lv_loop_t *loop, void *arg)
     lv_timer_stop(&aw->timeout);
     lv_histogram_observe_ns(route->queue_wait, now > aw->waiter.enqueued_ns ? now - aw->waiter.enqueued_ns : 0);
     if (aw->outcome == LV_ADMIT_SHED) {
-        refuse(aw->gw, route, req, 503, lv_bulkhead_retry_after(route->bulkhead, now), route->shed_policy);
+        lv_counter_t *reason =
+            aw->waiter.shed_reason == LV_ADMIT_SHED_EXPIRED ? route->shed_queue_timeout : route->shed_policy;
+        refuse(aw->gw, route, req, 503, lv_bulkhead_retry_after(route->bulkhead, now), reason);
         admit_wait_free(aw);
         return;
     }
@@ -271,6 +273,12 @@ void gw_memory_watch_stop(lv_gateway_t *gw, lv_loop_t *loop)
 
 /* ---- building ---- */
 
+static double client_table_size(void *arg)
+{
+    const route_t *route = arg;
+    return route->client_limiter ? (double)lv_client_limiter_size(route->client_limiter) : 0;
+}
+
 void gw_admission_build(lv_gateway_t *gw, route_t *route)
 {
     const lv_config_route_t *rc = route->cfg;
@@ -298,6 +306,8 @@ void gw_admission_build(lv_gateway_t *gw, route_t *route)
     if (rc->throttle.enabled)
         route->throttle = lv_token_bucket_new(rc->throttle.rate, rc->throttle.burst);
     if (rc->throttle_per_client.enabled) {
+        lv_metrics_gauge_fn(gw->metrics, "levee_throttle_clients", "Clients tracked by a route's per-client throttle.",
+                            labels, client_table_size, route);
         route->client_limiter = lv_client_limiter_new(rc->throttle_per_client.rate, rc->throttle_per_client.burst,
                                                       (size_t)rc->throttle_per_client.max_clients);
         if (strncmp(rc->throttle_per_client.key, "header:", 7) == 0)

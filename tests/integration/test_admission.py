@@ -351,3 +351,54 @@ def test_open_breaker_serves_stale_on_cached_routes(levee, origin):
     time.sleep(1.2)  # the cached copy is now stale
     r = requests.get(lv.url + "/c/x", timeout=10)
     assert (r.status_code, r.content, r.headers["X-Cache"]) == (200, b"fresh\n", "STALE")
+
+
+# ---- bounded state and hostile clients ----
+
+def test_per_client_table_stays_bounded_with_many_distinct_clients(levee, origin):
+    o = origin()
+    lv = admission_app(levee, o, "throttle_per_client: { rate: 100, burst: 100, key: 'header:X-Api-Key', max_clients: 50 }")
+    with requests.Session() as s:
+        for i in range(400):
+            assert s.get(lv.url + "/a/x", headers={"X-Api-Key": "client-%d" % i}, timeout=10).status_code == 200
+    assert metric(lv, "levee_throttle_clients", route="GET /a/*") <= 50
+
+
+def test_status_shows_route_admission_state(levee, origin):
+    o = origin()
+    lv = admission_app(levee, o, "concurrency: 4\n            queue: { max: 20, timeout: 1s }")
+    requests.get(lv.url + "/a/x", timeout=10)
+    routes = requests.get(lv.admin_url + "/status", timeout=10).json()["routes"]
+    adm = next(r for r in routes if r["path"] == "/a/*")["admission"]
+    assert adm["concurrency"] == 4 and adm["queue_max"] == 20
+    assert adm["in_flight"] == 0 and adm["queued"] == 0
+
+
+def test_slowloris_connections_do_not_stop_other_clients(levee):
+    import socket
+    lv = levee("""
+        limits: { header_timeout: 2s }
+        routes:
+          - match: GET /hello
+            respond: { body: hi }
+        """)
+    slow = []
+    try:
+        for _ in range(1000):  # each sends half a request head and stalls
+            s = socket.create_connection(("127.0.0.1", lv.port), timeout=5)
+            s.sendall(b"GET /hello HTTP/1.1\r\nHost: t\r\nX-Slow: ")
+            slow.append(s)
+        start = time.monotonic()
+        with requests.Session() as sess:
+            for _ in range(50):
+                assert sess.get(lv.url + "/hello", timeout=10).status_code == 200
+        assert time.monotonic() - start < 10
+        # header_timeout cuts the slow ones off with 408.
+        time.sleep(2.5)
+        s = slow[0]
+        s.settimeout(5)
+        assert s.recv(1024).startswith(b"HTTP/1.1 408")
+        assert metric(lv, "levee_limit_hits_total", limit="header_timeout") >= 900
+    finally:
+        for s in slow:
+            s.close()
