@@ -39,6 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <time.h>
 
 #include <openssl/sha.h>
 
@@ -186,7 +187,10 @@ static uint64_t random_seed(void)
     if (getrandom(&seed, sizeof seed, GRND_NONBLOCK) == (ssize_t)sizeof seed)
         return seed;
     /* Early boot without entropy: weaker, but chains still differ per run. */
-    return XXH3_64bits(&seed, sizeof seed) ^ (uint64_t)(uintptr_t)&seed;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t mix[2] = {(uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec, (uint64_t)(uintptr_t)&seed};
+    return XXH3_64bits(mix, sizeof mix);
 }
 
 lv_client_limiter_t *lv_client_limiter_new(double rate, double burst, size_t max_clients)

@@ -5,9 +5,10 @@
  * Pure state machines: no sockets, no loop, no clock of their own. Every call
  * takes the caller's monotonic now_ns (lv_clock_ns or lv_loop_now_ns), so
  * tests drive time explicitly. now_ns values from different threads may be
- * slightly out of order (each loop caches its own clock); every function
- * copes with that (a time earlier than one already seen counts as that time).
- * now_ns must stay below 2^60 (36 years of uptime).
+ * slightly out of order (each loop caches its own clock): a bucket judges a
+ * take at the time it is given, so a stale time can only be refused more,
+ * never admitted more; a bulkhead counts a time earlier than one it has
+ * seen as that time. now_ns must stay below 2^60 (36 years of uptime).
  *
  * Threads: everything here may be called from any thread at any time. The
  * token bucket is one atomic word (compare-and-swap, no lock); the client
@@ -45,7 +46,10 @@
  * as the lower bound). */
 typedef struct lv_token_bucket lv_token_bucket_t;
 
+/* Creates a full bucket. Never NULL (aborts on OOM). */
 lv_token_bucket_t *lv_token_bucket_new(double rate, double burst);
+
+/* Frees the bucket; no thread may be using it. NULL is a no-op. */
 void lv_token_bucket_free(lv_token_bucket_t *b);
 
 /* Takes one token at now_ns. Returns true if taken; otherwise false and
@@ -67,13 +71,18 @@ bool lv_token_bucket_take(lv_token_bucket_t *b, uint64_t now_ns, unsigned *retry
  * Keys are arbitrary bytes and are copied: up to 48 bytes verbatim, longer
  * ones as their SHA-256 digest (so a long API key costs no more memory).
  * The table is split into up to 16 shards by a hash seeded at random (so
- * chosen keys cannot pile into one chain), each with its own lock and its
- * own LRU list; tables with fewer than 512 keys use one shard, so their
- * eviction order is exact LRU, larger ones are LRU per shard. A take that
- * is refused still counts as a use. max_clients 0 means 100000. */
+ * chosen keys cannot pile into one chain), each with its own lock, its own
+ * LRU list and an equal share of max_clients (at least 512 keys, so tables
+ * under 1024 keys are one shard with exact LRU order; larger ones are LRU
+ * per shard). A take that is refused still counts as a use. */
 typedef struct lv_client_limiter lv_client_limiter_t;
 
+/* Creates an empty table; rate and burst are clamped as for
+ * lv_token_bucket_new. max_clients 0 means 100000. Never NULL. */
 lv_client_limiter_t *lv_client_limiter_new(double rate, double burst, size_t max_clients);
+
+/* Frees the table and every key; no thread may be using it. NULL is a
+ * no-op. */
 void lv_client_limiter_free(lv_client_limiter_t *l);
 
 /* Takes one token from key's bucket at now_ns, creating the bucket (full)
@@ -161,9 +170,10 @@ typedef struct {
     uint64_t drain_per_s;         /* gauge: slots freed per second, measured (rounded) */
 } lv_bulkhead_stats_t;
 
-/* Creates a bulkhead. concurrency 0 counts as 1. queue_max 0 means no
- * queue (enter is ADMITTED or FULL). queue_timeout_ms <= 0 means waiters
- * have no deadline here (the caller may still cancel them). */
+/* Creates a bulkhead with the default overload policy. concurrency 0
+ * counts as 1. queue_max 0 means no queue (enter is ADMITTED or FULL).
+ * queue_timeout_ms <= 0 means waiters have no deadline here (the caller may
+ * still cancel them). Never NULL. */
 lv_bulkhead_t *lv_bulkhead_new(unsigned concurrency, size_t queue_max, int64_t queue_timeout_ms);
 
 /* Sets the overload policy: target_ms and interval_ms as described above.

@@ -126,9 +126,9 @@ static void on_queue_timeout(lv_loop_t *loop, lv_timer_t *t)
     admit_wait_free(aw);
 }
 
-static bool enter_bulkhead(lv_gateway_t *gw, route_t *route, lv_http_req_t *req, const lv_route_match_t *m)
+static bool enter_bulkhead(lv_gateway_t *gw, route_t *route, lv_http_req_t *req, const lv_route_match_t *m,
+                           uint64_t now)
 {
-    uint64_t now = lv_clock_ns();
     admit_wait_t *aw = lv_calloc(1, sizeof *aw);
     aw->waiter.on_admit = on_admit;
     switch (lv_bulkhead_enter(route->bulkhead, &aw->waiter, now)) {
@@ -173,17 +173,25 @@ void gw_admission_close_loop(lv_gateway_t *gw, lv_loop_t *loop)
 
 /* ---- throttles ---- */
 
-/* The per-client key: a header's value when configured and present, else
- * the client's IP. */
-static lv_slice_t client_key(const route_t *route, const lv_http_req_t *req)
+/* The per-client key: "h:" and a header's value when configured and
+ * present, else "i:" and the client's IP. The prefixes keep the two apart,
+ * so a header that happens to read like an IP cannot use that IP's bucket. */
+static lv_slice_t client_key(const route_t *route, const lv_http_req_t *req, char *buf, size_t buflen)
 {
+    lv_slice_t v = lv_slice_cstr(lv_http_req_peer_ip(req));
+    const char *prefix = "i:";
     if (route->client_header.len) {
         const lv_http_header_t *h =
             lv_http_find_header(req->head.headers, req->head.num_headers, route->client_header);
-        if (h && h->value.len)
-            return h->value;
+        if (h && h->value.len) {
+            v = h->value;
+            prefix = "h:";
+        }
     }
-    return lv_slice_cstr(lv_http_req_peer_ip(req));
+    size_t n = v.len < buflen - 2 ? v.len : buflen - 2; /* longer values are cut: still a fair key */
+    memcpy(buf, prefix, 2);
+    memcpy(buf + 2, v.ptr, n);
+    return lv_slice(buf, n + 2);
 }
 
 bool gw_admit(lv_gateway_t *gw, route_t *route, lv_http_req_t *req, const lv_route_match_t *m)
@@ -193,17 +201,21 @@ bool gw_admit(lv_gateway_t *gw, route_t *route, lv_http_req_t *req, const lv_rou
         return false;
     }
     unsigned retry_after = 0;
+    /* The loop's clock, read once per iteration: a moment old at most,
+     * which only makes the buckets a little stricter. */
+    uint64_t now = lv_loop_now_ns(req->loop);
+    char key[1024];
     if (route->client_limiter &&
-        !lv_client_limiter_take(route->client_limiter, client_key(route, req), lv_clock_ns(), &retry_after)) {
+        !lv_client_limiter_take(route->client_limiter, client_key(route, req, key, sizeof key), now, &retry_after)) {
         refuse(gw, route, req, 429, retry_after, route->throttled_client);
         return false;
     }
-    if (route->throttle && !lv_token_bucket_take(route->throttle, lv_clock_ns(), &retry_after)) {
+    if (route->throttle && !lv_token_bucket_take(route->throttle, now, &retry_after)) {
         refuse(gw, route, req, 429, retry_after, route->throttled_route);
         return false;
     }
     if (route->bulkhead)
-        return enter_bulkhead(gw, route, req, m);
+        return enter_bulkhead(gw, route, req, m, now);
     return true;
 }
 
@@ -213,7 +225,7 @@ void gw_release(route_t *route, lv_http_req_t *req)
         return;
     req->user = NULL;
     lv_gauge_add(route->in_flight, -1);
-    lv_bulkhead_leave(route->bulkhead, lv_clock_ns());
+    lv_bulkhead_leave(route->bulkhead, lv_loop_now_ns(req->loop));
 }
 
 /* ---- memory guard ---- */

@@ -618,23 +618,34 @@ static void test_bulkhead_overload_goes_lifo_and_sheds(void)
     CHECK_EQ(w[110].calls, 0);
     /* Quiet: the queue drains, newest first, the oldest still shed as they
      * pass 2 x target, until it is empty and the overload is over. */
-    int last = 0;
+    int from = n;
     for (int t = 115; t < 200; t++) {
         lv_bulkhead_leave(b, MS(t));
         lv_bulkhead_stats(b, &st);
         if (st.queued == 0)
             break;
-        last = log[n - 1];
     }
     lv_bulkhead_stats(b, &st);
     CHECK_EQ(st.queued, 0);
     CHECK_EQ(st.overloaded, 0);
-    CHECK_INT(last, >, 0);
-    /* Back to normal: FIFO again. */
+    CHECK_EQ(st.granted + st.shed_policy, 112);
+    int prev_granted = 111;
+    for (int i = from; i < n; i++) {
+        if (log[i] > 0) {
+            CHECK_INT(log[i], <, prev_granted);
+            prev_granted = log[i];
+        }
+    }
+    CHECK_INT(prev_granted, <, 111);
+    /* Back to normal: FIFO again. (The last leave found nobody waiting and
+     * returned the slot.) */
+    CHECK_EQ(lv_bulkhead_enter(b, &w[199].w, MS(300)), LV_BULKHEAD_ADMITTED);
     for (int i = 200; i < 203; i++)
         CHECK_EQ(lv_bulkhead_enter(b, &w[i].w, MS(300)), LV_BULKHEAD_QUEUED);
     lv_bulkhead_leave(b, MS(301));
     CHECK_EQ(log[n - 1], 200);
+    CHECK(lv_bulkhead_cancel(b, &w[201].w));
+    CHECK(lv_bulkhead_cancel(b, &w[202].w));
     lv_bulkhead_free(b);
 }
 
@@ -998,20 +1009,25 @@ static struct {
     atomic_int in_flight, max_in_flight, violations;
     atomic_long runs, cancels, sheds, fulls;
     pthread_barrier_t start;
+    unsigned slots;
+    int iterations;
+    long hold_ns; /* 0: yield once */
 } bh;
 
-#define BH_SLOTS 3
 
 static void hold_slot(void)
 {
     int now = atomic_fetch_add(&bh.in_flight, 1) + 1;
-    if (now > BH_SLOTS)
+    if (now > (int)bh.slots)
         atomic_fetch_add(&bh.violations, 1);
     int seen = atomic_load(&bh.max_in_flight);
     while (now > seen && !atomic_compare_exchange_weak(&bh.max_in_flight, &seen, now))
         ;
-    for (volatile int spin = 0; spin < 200; spin++)
-        ;
+    /* Let another thread run while the slot is held, so that they meet. */
+    if (bh.hold_ns)
+        nanosleep(&(struct timespec){0, bh.hold_ns}, NULL);
+    else
+        sched_yield();
     atomic_fetch_sub(&bh.in_flight, 1);
     atomic_fetch_add(&bh.runs, 1);
     lv_bulkhead_leave(bh.b, clock_ns());
@@ -1022,7 +1038,7 @@ static void *bulkhead_worker(void *arg)
     unsigned seed = (unsigned)(uintptr_t)arg;
     thread_waiter_t tw;
     pthread_barrier_wait(&bh.start);
-    for (int i = 0; i < 20000; i++) {
+    for (int i = 0; i < bh.iterations; i++) {
         memset(&tw, 0, sizeof tw);
         tw.w.on_admit = signal_admit;
         switch (lv_bulkhead_enter(bh.b, &tw.w, clock_ns())) {
@@ -1050,10 +1066,17 @@ static void *bulkhead_worker(void *arg)
     return NULL;
 }
 
-static void test_bulkhead_threads_never_exceed_concurrency(void)
+/* Threads enter, queue, get cancelled, granted or shed, and leave; the
+ * books must balance and the slots never be exceeded. */
+static void run_bulkhead_threads(unsigned slots, int64_t timeout_ms, int64_t target_ms, int iterations,
+                                 long hold_ns, const char *what)
 {
     memset(&bh, 0, sizeof bh);
-    bh.b = lv_bulkhead_new(BH_SLOTS, 8, 10000);
+    bh.slots = slots;
+    bh.iterations = iterations;
+    bh.hold_ns = hold_ns;
+    bh.b = lv_bulkhead_new(slots, 8, timeout_ms);
+    lv_bulkhead_set_overload(bh.b, target_ms, target_ms);
     pthread_barrier_init(&bh.start, NULL, NTHREADS);
     pthread_t tids[NTHREADS];
     for (int i = 0; i < NTHREADS; i++)
@@ -1063,11 +1086,12 @@ static void test_bulkhead_threads_never_exceed_concurrency(void)
     pthread_barrier_destroy(&bh.start);
     lv_bulkhead_stats_t st;
     lv_bulkhead_stats(bh.b, &st);
-    printf("  bulkhead: %ld runs, max in flight %d, %ld queued, %ld cancelled, %ld shed, %ld full\n",
+    printf("  bulkhead, %s: %ld runs, max in flight %d, %ld queued, %ld cancelled, %ld shed, %ld full\n", what,
            (long)bh.runs, (int)bh.max_in_flight, (long)st.queued_total, (long)bh.cancels, (long)bh.sheds,
            (long)bh.fulls);
+    CHECK_INT(st.queued_total, >, 0); /* the threads did meet */
     CHECK_EQ(bh.violations, 0);
-    CHECK_INT(bh.max_in_flight, <=, BH_SLOTS);
+    CHECK_INT(bh.max_in_flight, <=, slots);
     CHECK_EQ(st.in_flight, 0);
     CHECK_EQ(st.queued, 0);
     CHECK_EQ(st.admitted + st.granted, bh.runs);
@@ -1075,8 +1099,18 @@ static void test_bulkhead_threads_never_exceed_concurrency(void)
     CHECK_EQ(st.shed_policy + st.shed_expired, bh.sheds);
     CHECK_EQ(st.shed_full, bh.fulls);
     CHECK_EQ(st.queued_total, st.granted + st.timeouts_or_cancels + st.shed_policy + st.shed_expired);
-    CHECK_EQ(bh.runs + bh.cancels + bh.sheds + bh.fulls, NTHREADS * 20000);
+    CHECK_EQ(bh.runs + bh.cancels + bh.sheds + bh.fulls, NTHREADS * iterations);
     lv_bulkhead_free(bh.b);
+}
+
+static void test_bulkhead_threads_never_exceed_concurrency(void)
+{
+    run_bulkhead_threads(2, 10000, 1000, 20000, 0, "patient");
+    /* One slot held 1.5 ms, deadline 1 ms, target 1 ms: deadlines and the
+     * policy shed waiters from other threads, racing with the waiters' own
+     * cancels. */
+    run_bulkhead_threads(1, 1, 1, 300, 1500000, "1 ms deadline");
+    CHECK_INT(bh.sheds, >, 0);
 }
 
 /* ---- cost per operation ---- */
@@ -1117,7 +1151,7 @@ static void test_cost_per_operation(void)
     lv_bulkhead_free(b);
 
     lv_client_limiter_t *l = lv_client_limiter_new(1e6, 1e6, 100000);
-    char keys[1000][16];
+    char keys[1000][24];
     for (int i = 0; i < 1000; i++)
         snprintf(keys[i], sizeof keys[i], "10.1.%d.%d", i / 256, i % 256);
     t = clock_ns();
