@@ -37,7 +37,7 @@ UNIT_SRCS := $(shell find tests/unit -name '*_test.c' | sort)
 UNIT_BINS := $(UNIT_SRCS:%.c=$(BUILD)/%)
 BIN      := $(if $(filter 1,$(SAN)),$(BUILD)/levee,levee)
 
-.PHONY: all deps micro unit fuzz fuzz-replay integration test test-plain test-san run bench clean
+.PHONY: all deps micro spike unit fuzz fuzz-replay integration test test-plain test-san run bench clean
 
 all: $(BIN)
 
@@ -122,6 +122,11 @@ run:
 bench: all
 	./scripts/install-deps.sh all
 	./bench/run.sh
+
+# The flash-crowd scenario (bench/spike/README section in bench/README.md).
+spike: all
+	./scripts/install-deps.sh all
+	./bench/spike/run.sh
 
 clean:
 	rm -rf build build-san build-fuzz levee

@@ -304,7 +304,11 @@ void gw_admission_build(lv_gateway_t *gw, route_t *route)
     ROUTE_COUNTER(throttled_route, "levee_throttled_total", "Requests answered 429 by a throttle.", ",scope=\"route\"");
     ROUTE_COUNTER(throttled_client, "levee_throttled_total", "Requests answered 429 by a throttle.", ",scope=\"client\"");
     ROUTE_COUNTER(queued, "levee_queued_total", "Requests that waited in a route's queue.", "");
-    ROUTE_COUNTER(shed_queue_full, "levee_shed_total", "Requests answered 503 by admission, by reason.", ",reason=\"queue_full\"");
+    /* Without a queue, a full bulkhead refuses at once: say so. */
+    if (rc->queue.enabled)
+        ROUTE_COUNTER(shed_queue_full, "levee_shed_total", "Requests answered 503 by admission, by reason.", ",reason=\"queue_full\"");
+    else
+        ROUTE_COUNTER(shed_queue_full, "levee_shed_total", "Requests answered 503 by admission, by reason.", ",reason=\"concurrency\"");
     ROUTE_COUNTER(shed_queue_timeout, "levee_shed_total", "Requests answered 503 by admission, by reason.", ",reason=\"queue_timeout\"");
     ROUTE_COUNTER(shed_policy, "levee_shed_total", "Requests answered 503 by admission, by reason.", ",reason=\"policy\"");
     ROUTE_COUNTER(shed_memory, "levee_shed_total", "Requests answered 503 by admission, by reason.", ",reason=\"memory\"");

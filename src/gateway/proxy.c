@@ -358,7 +358,12 @@ static void on_upstream_done(const lv_upstream_result_t *res, void *arg)
         lv_breaker_record(pr->route->breaker, lv_clock_ns(), true, pr->probe);
     }
     if (res->status != LV_UPSTREAM_OK) {
-        fetch_failed(pr, lv_upstream_status_code(res->status), 0);
+        /* Our own wait for an origin connection overflowed: the queue ahead
+         * clears within one origin timeout at worst, so say that. */
+        unsigned retry_after = 0;
+        if (res->status == LV_UPSTREAM_PENDING_FULL || res->status == LV_UPSTREAM_NO_CONNECTION)
+            retry_after = (unsigned)((pr->route->origin->timeout_ms + 999) / 1000);
+        fetch_failed(pr, lv_upstream_status_code(res->status), retry_after);
         return;
     }
 

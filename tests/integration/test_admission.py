@@ -132,8 +132,11 @@ def test_no_queue_means_503_as_soon_as_the_bulkhead_is_full(levee, origin):
     o = origin()
     o.set("/a/", delay=0.5)
     lv = admission_app(levee, o, "concurrency: 1")
-    codes = statuses(concurrent_get(lv.port, "/a/slow", 3))
+    answers = concurrent_get(lv.port, "/a/slow", 3)
+    codes = statuses(answers)
     assert codes.count(200) == 1 and codes.count(503) == 2
+    assert all(int(a.header("Retry-After")) >= 1 for a in answers if a.status == 503)
+    assert metric(lv, "levee_shed_total", route="GET /a/*", reason="concurrency") == 2
 
 
 def test_flooded_route_does_not_starve_the_other(levee, origin):
@@ -251,9 +254,11 @@ def test_max_pending_bounds_requests_waiting_for_an_origin_connection(levee, ori
           - match: GET /a/*
             origin: up
         """)
-    codes = statuses(concurrent_get(lv.port, "/a/x", 4))
+    answers = concurrent_get(lv.port, "/a/x", 4)
+    codes = statuses(answers)
     assert codes.count(200) == 2  # one on the connection, one waiting for it
     assert codes.count(503) == 2
+    assert all(a.header("Retry-After") == "10" for a in answers if a.status == 503)  # the origin timeout
     assert o.max_in_flight == 1
     assert metric(lv, "levee_origin_errors_total", origin="up", kind="pending_full") == 2
 
