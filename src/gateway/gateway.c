@@ -182,6 +182,13 @@ static int build_route(lv_gateway_t *gw, route_t *route, lv_config_errors_t *err
         route->upstream = gw->upstreams[rc->origin];
         route->breaker = gw->breakers[rc->origin];
         route->retry_budget = gw->budgets[rc->origin];
+        if (route->breaker) {
+            char esc[512], labels[640];
+            lv_metrics_label_escape(rc->name, esc, sizeof esc);
+            snprintf(labels, sizeof labels, "route=\"%s\",reason=\"breaker\"", esc);
+            route->shed_breaker = lv_metrics_counter(gw->metrics, "levee_shed_total",
+                                                     "Requests answered 503 by admission, by reason.", labels);
+        }
         break;
     default:
         break;

@@ -28,6 +28,7 @@ typedef struct route {
     const lv_config_origin_t *origin;
     lv_breaker_t *breaker;           /* the origin's, or NULL */
     lv_retry_budget_t *retry_budget; /* the origin's, or NULL */
+    lv_counter_t *shed_breaker;      /* fast-fails by the origin's breaker, or NULL */
     lv_counter_t *by_class[NUM_CLASSES];
     lv_histogram_t *latency;
     /* Admission (admit_stage.c); `admission` false when the route has none. */

@@ -395,6 +395,8 @@ static void attempt_fetch(proxy_req_t *pr, lv_buf_t *request)
         /* Fail fast while the origin is known to be down: no connection,
          * no wait, and an honest Retry-After (or a stale copy). */
         lv_buf_free(request);
+        if (pr->route->shed_breaker)
+            lv_counter_inc(pr->route->shed_breaker);
         fetch_failed(pr, 503, lv_breaker_retry_after(pr->route->breaker, now));
         return;
     }

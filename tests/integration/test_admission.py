@@ -333,6 +333,7 @@ def test_breaker_opens_fails_fast_then_probes_and_closes(levee, origin):
     assert requests.get(lv.url + "/a/x", timeout=10).status_code == 200
     assert metric(lv, "levee_origin_breaker_state", origin="up") == 0
     assert metric(lv, "levee_origin_breaker_rejected_total", origin="up") >= 1
+    assert metric(lv, "levee_shed_total", route="GET /a/*", reason="breaker") >= 1
 
 
 def test_open_breaker_serves_stale_on_cached_routes(levee, origin):
