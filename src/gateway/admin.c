@@ -145,6 +145,23 @@ static void register_scrape(lv_gateway_t *gw, const scrape_def_t *d, const char 
         lv_metrics_gauge_fn(gw->metrics, d->name, d->help, labels, read_scrape, slot);
 }
 
+/* Registers one table of per-origin values, labelled with the origin. */
+static void register_origin_table(lv_gateway_t *gw, size_t origin, const scrape_def_t *defs, size_t n)
+{
+    char labels[512], esc[256];
+    lv_metrics_label_escape(gw->cfg->origins[origin].name, esc, sizeof esc);
+    for (size_t i = 0; i < n; i++) {
+        const scrape_def_t *d = &defs[i];
+        if (d->labels)
+            snprintf(labels, sizeof labels, "origin=\"%s\",%s", esc, d->labels);
+        else
+            snprintf(labels, sizeof labels, "origin=\"%s\"", esc);
+        gw->scrapes[gw->num_scrapes] = (struct scrape){gw, d->source, d->offset, origin};
+        register_scrape(gw, d, labels);
+        gw->num_scrapes++;
+    }
+}
+
 void gw_register_scrape_metrics(lv_gateway_t *gw)
 {
     const lv_config_t *cfg = gw->cfg;
@@ -155,7 +172,7 @@ void gw_register_scrape_metrics(lv_gateway_t *gw)
     /* Reserve up front: the registry keeps pointers into this array. */
     gw->scrapes = lv_calloc(total ? total : 1, sizeof *gw->scrapes);
     gw->num_scrapes = 0;
-    char labels[512], esc[256];
+    char labels[512];
     for (size_t i = 0; i < sizeof global_scrapes / sizeof global_scrapes[0]; i++) {
         const scrape_def_t *d = &global_scrapes[i];
         gw->scrapes[gw->num_scrapes] = (struct scrape){gw, d->source, d->offset, 0};
@@ -163,34 +180,11 @@ void gw_register_scrape_metrics(lv_gateway_t *gw)
         gw->num_scrapes++;
     }
     for (size_t o = 0; o < cfg->num_origins; o++) {
-        lv_metrics_label_escape(cfg->origins[o].name, esc, sizeof esc);
-        for (size_t i = 0; i < sizeof origin_scrapes / sizeof origin_scrapes[0]; i++) {
-            const scrape_def_t *d = &origin_scrapes[i];
-            if (d->labels)
-                snprintf(labels, sizeof labels, "origin=\"%s\",%s", esc, d->labels);
-            else
-                snprintf(labels, sizeof labels, "origin=\"%s\"", esc);
-            gw->scrapes[gw->num_scrapes] = (struct scrape){gw, d->source, d->offset, o};
-            register_scrape(gw, d, labels);
-            gw->num_scrapes++;
-        }
-        for (int table = 0; table < 2; table++) {
-            const scrape_def_t *defs = table ? budget_scrapes : breaker_scrapes;
-            size_t n = table ? sizeof budget_scrapes / sizeof budget_scrapes[0]
-                             : sizeof breaker_scrapes / sizeof breaker_scrapes[0];
-            if (table ? !gw->budgets[o] : !gw->breakers[o])
-                continue;
-            for (size_t i = 0; i < n; i++) {
-                const scrape_def_t *d = &defs[i];
-                if (d->labels)
-                    snprintf(labels, sizeof labels, "origin=\"%s\",%s", esc, d->labels);
-                else
-                    snprintf(labels, sizeof labels, "origin=\"%s\"", esc);
-                gw->scrapes[gw->num_scrapes] = (struct scrape){gw, d->source, d->offset, o};
-                register_scrape(gw, d, labels);
-                gw->num_scrapes++;
-            }
-        }
+        register_origin_table(gw, o, origin_scrapes, sizeof origin_scrapes / sizeof origin_scrapes[0]);
+        if (gw->breakers[o])
+            register_origin_table(gw, o, breaker_scrapes, sizeof breaker_scrapes / sizeof breaker_scrapes[0]);
+        if (gw->budgets[o])
+            register_origin_table(gw, o, budget_scrapes, sizeof budget_scrapes / sizeof budget_scrapes[0]);
     }
     static const char *const results[] = {"hit", "miss", "stale", "updating", "pass", "coalesced"};
     lv_counter_t **slots[] = {&gw->cache_results.hit,      &gw->cache_results.miss, &gw->cache_results.stale,
