@@ -54,13 +54,9 @@ typedef struct admit_wait {
 static void refuse(lv_gateway_t *gw, route_t *route, lv_http_req_t *req, int status, unsigned retry_after,
                    lv_counter_t *reason)
 {
-    char hdr[96], body[96];
     if (reason)
         lv_counter_inc(reason);
-    int hn = snprintf(hdr, sizeof hdr, "Content-Type: text/plain\r\nRetry-After: %u\r\n", retry_after ? retry_after : 1);
-    int bn = snprintf(body, sizeof body, "%d %s\n", status, lv_http_status_reason(status));
-    lv_slice_t h = lv_slice(hdr, (size_t)hn);
-    gw_finish(gw, route, req, status, &h, 1, lv_slice(body, (size_t)bn));
+    gw_error_retry_after(gw, route, req, status, retry_after ? retry_after : 1);
 }
 
 /* ---- the queue ---- */

@@ -45,12 +45,19 @@ void gw_finish(lv_gateway_t *gw, route_t *route, lv_http_req_t *req, int status,
     lv_http_respondv(req, status, header_parts, nparts, body);
 }
 
+void gw_error_retry_after(lv_gateway_t *gw, route_t *route, lv_http_req_t *req, int status, unsigned retry_after)
+{
+    char hdr[96], body[96];
+    int hn = retry_after ? snprintf(hdr, sizeof hdr, "Content-Type: text/plain\r\nRetry-After: %u\r\n", retry_after)
+                         : snprintf(hdr, sizeof hdr, "Content-Type: text/plain\r\n");
+    int bn = snprintf(body, sizeof body, "%d %s\n", status, lv_http_status_reason(status));
+    lv_slice_t h = lv_slice(hdr, (size_t)hn);
+    gw_finish(gw, route, req, status, &h, 1, lv_slice(body, (size_t)bn));
+}
+
 void gw_error(lv_gateway_t *gw, route_t *route, lv_http_req_t *req, int status)
 {
-    char body[96];
-    int n = snprintf(body, sizeof body, "%d %s\n", status, lv_http_status_reason(status));
-    lv_slice_t hdr = LV_SLICE_LIT("Content-Type: text/plain\r\n");
-    gw_finish(gw, route, req, status, &hdr, 1, lv_slice(body, (size_t)n));
+    gw_error_retry_after(gw, route, req, status, 0);
 }
 
 static void answer_redirect(lv_gateway_t *gw, route_t *route, lv_http_req_t *req, const lv_route_match_t *m)

@@ -77,6 +77,9 @@ void gw_finish(lv_gateway_t *gw, route_t *route, lv_http_req_t *req, int status,
 /* A short plain-text error answer ("502 Bad Gateway\n"). */
 void gw_error(lv_gateway_t *gw, route_t *route, lv_http_req_t *req, int status);
 
+/* The same with a Retry-After header of that many seconds (none when 0). */
+void gw_error_retry_after(lv_gateway_t *gw, route_t *route, lv_http_req_t *req, int status, unsigned retry_after);
+
 /* Proxies req to the route's origin, through the cache when configured. */
 void gw_proxy(lv_gateway_t *gw, route_t *route, lv_http_req_t *req, const lv_route_match_t *m);
 

@@ -200,15 +200,7 @@ static void answer_failure(proxy_req_t *pr, int status, unsigned retry_after, lv
         lv_cache_obj_unref(stale);
         return;
     }
-    if (!retry_after) {
-        gw_error(pr->gw, pr->route, pr->req, status);
-        return;
-    }
-    char hdr[96], body[96];
-    int hn = snprintf(hdr, sizeof hdr, "Content-Type: text/plain\r\nRetry-After: %u\r\n", retry_after);
-    int bn = snprintf(body, sizeof body, "%d %s\n", status, lv_http_status_reason(status));
-    lv_slice_t h = lv_slice(hdr, (size_t)hn);
-    gw_finish(pr->gw, pr->route, pr->req, status, &h, 1, lv_slice(body, (size_t)bn));
+    gw_error_retry_after(pr->gw, pr->route, pr->req, status, retry_after);
 }
 
 /* Ends a fetch that produced no answer: stale-if-error or the error. */
