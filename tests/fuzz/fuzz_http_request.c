@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "chunked_check.h"
 #include "http/parser.h"
 
 
@@ -41,67 +42,24 @@ static void check_inside(const lv_http_request_t *r, const char *buf, size_t len
         abort();
 }
 
-static bool same_slice(lv_slice_t a, lv_slice_t b)
-{
-    return a.len == b.len && memcmp(a.ptr, b.ptr, a.len) == 0;
-}
-
 static void check_same(const lv_http_request_t *a, const lv_http_request_t *b)
 {
-    if (!same_slice(a->method, b->method) || !same_slice(a->target, b->target) ||
-        !same_slice(a->path, b->path) || !same_slice(a->query, b->query) ||
-        !same_slice(a->host, b->host) || a->minor_version != b->minor_version ||
+    if (!lv_slice_eq(a->method, b->method) || !lv_slice_eq(a->target, b->target) ||
+        !lv_slice_eq(a->path, b->path) || !lv_slice_eq(a->query, b->query) ||
+        !lv_slice_eq(a->host, b->host) || a->minor_version != b->minor_version ||
         a->num_headers != b->num_headers || a->content_length != b->content_length ||
         a->chunked != b->chunked || a->keep_alive != b->keep_alive ||
         a->expect_continue != b->expect_continue)
         abort();
     for (size_t i = 0; i < a->num_headers; i++)
-        if (!same_slice(a->headers[i].name, b->headers[i].name) ||
-            !same_slice(a->headers[i].value, b->headers[i].value))
+        if (!lv_slice_eq(a->headers[i].name, b->headers[i].name) ||
+            !lv_slice_eq(a->headers[i].value, b->headers[i].value))
             abort();
 }
 
 static bool known_status(int s)
 {
     return s == 400 || s == 414 || s == 431 || s == 501 || s == 505;
-}
-
-/* Decodes body[0..len) whole, then in two pieces cut at `cut`; both must give
- * the same result, decoded bytes and leftover bytes. */
-static void check_chunked(const char *body, size_t len, size_t cut)
-{
-    char *a = malloc(len ? len : 1), *b = malloc(len ? len : 1);
-    memcpy(a, body, len);
-    lv_http_chunked_t d = {0};
-    size_t alen = len;
-    ssize_t ra = lv_http_chunked_decode(&d, a, &alen);
-    if (alen > len || (ra >= 0 && alen + (size_t)ra > len))
-        abort();
-
-    lv_http_chunked_t e = {0};
-    size_t out = 0, n1 = cut;
-    memcpy(b, body, cut);
-    ssize_t rb = lv_http_chunked_decode(&e, b, &n1);
-    out = n1;
-    if (rb == LV_HTTP_INCOMPLETE) {
-        /* the decoded bytes stay at b[0..out); the next piece goes after them */
-        size_t n2 = len - cut;
-        memcpy(b + out, body + cut, n2);
-        rb = lv_http_chunked_decode(&e, b + out, &n2);
-        out += n2; /* any leftover now sits at b + out */
-    } else if (rb >= 0) {
-        /* finished inside the first piece: the rest of the body follows */
-        memcpy(b + out + (size_t)rb, body + cut, len - cut);
-        rb += (ssize_t)(len - cut);
-    }
-    if (ra != rb)
-        abort();
-    if (ra != LV_HTTP_ERROR && (alen != out || memcmp(a, b, alen) != 0))
-        abort();
-    if (ra >= 0 && memcmp(a + alen, b + out, (size_t)ra) != 0)
-        abort();
-    free(a);
-    free(b);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "chunked_check.h"
 #include "http/parser.h"
 
 
@@ -19,11 +20,6 @@ static bool slice_inside(lv_slice_t s, const char *buf, size_t len)
     if (s.len == 0)
         return s.ptr != NULL;
     return s.ptr >= buf && s.ptr + s.len <= buf + len;
-}
-
-static bool same_slice(lv_slice_t a, lv_slice_t b)
-{
-    return a.len == b.len && memcmp(a.ptr, b.ptr, a.len) == 0;
 }
 
 static void check_response(const lv_http_response_t *r, const char *buf, size_t len)
@@ -41,50 +37,14 @@ static void check_response(const lv_http_response_t *r, const char *buf, size_t 
 static void check_same(const lv_http_response_t *a, const lv_http_response_t *b)
 {
     if (a->status != b->status || a->minor_version != b->minor_version ||
-        !same_slice(a->reason, b->reason) || a->num_headers != b->num_headers ||
+        !lv_slice_eq(a->reason, b->reason) || a->num_headers != b->num_headers ||
         a->content_length != b->content_length || a->chunked != b->chunked ||
         a->keep_alive != b->keep_alive)
         abort();
     for (size_t i = 0; i < a->num_headers; i++)
-        if (!same_slice(a->headers[i].name, b->headers[i].name) ||
-            !same_slice(a->headers[i].value, b->headers[i].value))
+        if (!lv_slice_eq(a->headers[i].name, b->headers[i].name) ||
+            !lv_slice_eq(a->headers[i].value, b->headers[i].value))
             abort();
-}
-
-/* Decodes body[0..len) whole, then in two pieces cut at `cut`; both must give
- * the same result, decoded bytes and leftover bytes. */
-static void check_chunked(const char *body, size_t len, size_t cut)
-{
-    char *a = malloc(len ? len : 1), *b = malloc(len ? len : 1);
-    memcpy(a, body, len);
-    lv_http_chunked_t d = {0};
-    size_t alen = len;
-    ssize_t ra = lv_http_chunked_decode(&d, a, &alen);
-    if (alen > len || (ra >= 0 && alen + (size_t)ra > len))
-        abort();
-
-    lv_http_chunked_t e = {0};
-    size_t out, n1 = cut;
-    memcpy(b, body, cut);
-    ssize_t rb = lv_http_chunked_decode(&e, b, &n1);
-    out = n1;
-    if (rb == LV_HTTP_INCOMPLETE) {
-        size_t n2 = len - cut;
-        memcpy(b + out, body + cut, n2);
-        rb = lv_http_chunked_decode(&e, b + out, &n2);
-        out += n2; /* any leftover now sits at b + out */
-    } else if (rb >= 0) {
-        memcpy(b + out + (size_t)rb, body + cut, len - cut);
-        rb += (ssize_t)(len - cut);
-    }
-    if (ra != rb)
-        abort();
-    if (ra != LV_HTTP_ERROR && (alen != out || memcmp(a, b, alen) != 0))
-        abort();
-    if (ra >= 0 && memcmp(a + alen, b + out, (size_t)ra) != 0)
-        abort();
-    free(a);
-    free(b);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
