@@ -51,6 +51,7 @@ typedef enum {
     LV_TARGET_RESPOND,
     LV_TARGET_REDIRECT,
     LV_TARGET_ORIGIN,
+    LV_TARGET_FUNCTION,
 } lv_target_kind_t;
 
 /* respond: { status, body, headers } */
@@ -109,6 +110,7 @@ typedef struct {
     lv_config_respond_t respond;
     lv_config_redirect_t redirect;
     int origin;                   /* index into lv_config_t.origins; -1 unless kind is ORIGIN */
+    int function;                 /* index into lv_config_t.functions; -1 unless kind is FUNCTION */
     lv_config_route_cache_t cache;
     lv_config_throttle_t throttle;            /* for the whole route */
     lv_config_throttle_t throttle_per_client;
@@ -140,6 +142,52 @@ typedef struct {
     lv_config_pos_t pos;
 } lv_config_origin_t;
 
+typedef enum {
+    LV_RUNTIME_NODEJS,            /* levee's nodejs bootstrap (runtimes/nodejs) */
+    LV_RUNTIME_PYTHON,            /* levee's python bootstrap (runtimes/python) */
+    LV_RUNTIME_PROVIDED,          /* the executable `bootstrap` in `code` */
+    LV_RUNTIME_COMMAND,           /* `command:` as given */
+} lv_runtime_kind_t;
+
+/* One entry of a function's `schedule:`: from `at` until `until`, keep
+ * `warm` workers ready instead of the function's own `warm`. */
+typedef struct {
+    int64_t at_ms;                /* Unix epoch milliseconds (UTC) */
+    int64_t until_ms;             /* Unix epoch milliseconds; -1 = no end */
+    uint64_t warm;                /* <= concurrency.max */
+    lv_config_pos_t pos;
+} lv_config_schedule_t;
+
+/* functions: name: { runtime, handler, code, command, env, memory_mb,
+ * timeout, init_timeout, concurrency: {max, warm}, idle_timeout, queue,
+ * schedule, async }. */
+typedef struct {
+    char *name;                   /* [A-Za-z0-9_-]{1,64}, as Lambda allows */
+    lv_runtime_kind_t runtime;
+    char *handler;                /* "index.handler"; required for nodejs and python; may be NULL */
+    char *code;                   /* absolute directory: cwd and LAMBDA_TASK_ROOT */
+    char **command;               /* runtime: command, argv (>= 1 element); NULL otherwise */
+    size_t num_command;
+    lv_config_header_t *env;      /* extra environment; name = variable */
+    size_t num_env;
+    uint64_t memory_mb;           /* default 128; 16..10240 */
+    int64_t timeout_ms;           /* one invocation at most; default 3 s; at most 900 s */
+    int64_t init_timeout_ms;      /* start to first /next at most; default 10 s */
+    uint64_t max;                 /* concurrency.max: workers at most; default 16 */
+    uint64_t warm;                /* concurrency.warm: workers kept ready; default 0; <= max */
+    int64_t idle_timeout_ms;      /* workers above warm stop after idling this long; default 5 min */
+    lv_config_queue_t queue;      /* waiting for a worker: max default 1000, timeout default 1 s */
+    lv_config_schedule_t *schedule;
+    size_t num_schedule;
+    struct {
+        int retries;              /* async (Event) invocations: extra attempts; default 2; 0..2 */
+        int64_t backoff_ms;       /* wait before the first retry, doubled each time; default 60 s */
+        char *on_failure;         /* absolute path of the dead-letter file (JSON lines);
+                                     default DATA_DIR/functions/NAME/dead-letter.jsonl */
+    } async;
+    lv_config_pos_t pos;          /* of the function's key */
+} lv_config_function_t;
+
 typedef struct {
     uint64_t max_connections;     /* default 100000 */
     uint64_t max_header_bytes;    /* default 16 KiB */
@@ -158,6 +206,11 @@ typedef struct {
     int threads;                  /* 0 = auto (one per core) */
     bool admin_enabled;           /* true unless `admin: { listen: off }` (admin_listen then keeps its default) */
     lv_config_listen_t admin_listen; /* default 127.0.0.1:9901 */
+    bool api_enabled;             /* true unless `api: { listen: off }` */
+    lv_config_listen_t api_listen; /* AWS-compatible APIs; default 127.0.0.1:4566 */
+    char *data_dir;               /* absolute; default DIR/levee-data (DIR = the config's directory) */
+    char *runtime_dir;            /* absolute directory holding nodejs/ and python/ bootstraps;
+                                     NULL = found next to the levee binary (see functions/spawn.h) */
     uint64_t cache_max_bytes;     /* default 256 MiB */
     int64_t shutdown_timeout_ms;  /* default 10 s */
     int log_level;                /* lv_log_level_t; `log_level: debug|info|warn|error` */
@@ -166,6 +219,8 @@ typedef struct {
     size_t num_origins;
     lv_config_route_t *routes;
     size_t num_routes;
+    lv_config_function_t *functions;
+    size_t num_functions;
 } lv_config_t;
 
 /* Reads and validates the file at path. Returns 0 with *cfg filled, or -1
