@@ -9,8 +9,10 @@
  *      unknown and duplicate keys, and calls one small handler per key. Adding
  *      a key is one table entry plus one handler.
  *   3. Cross-references are resolved once everything is read: route origins
- *      (an origins: section may come after the routes), duplicate routes and
- *      names, default listen address.
+ *      and functions (their sections may come after the routes), defaults
+ *      that depend on other keys (a function's dead-letter file lives in
+ *      data_dir), duplicate routes and names, default listen address, and
+ *      listeners (public, admin, api) that share an address.
  *
  * Problems never stop the walk. Each is recorded with its position and the
  * whole list is sorted by position before it is handed to the caller, so
@@ -126,12 +128,13 @@ typedef struct {
     char *msg;
 } problem_t;
 
-/* A route's `origin:` value, resolved after the whole file is read. */
+/* A route's `origin:` or `function:` value, resolved after the whole file
+ * is read (the sections they name may come after the routes). */
 typedef struct {
     size_t route;
     char *ref;
     lv_config_pos_t pos;
-} origin_ref_t;
+} target_ref_t;
 
 typedef struct {
     const char *file;   /* name used in messages */
@@ -139,8 +142,10 @@ typedef struct {
     lv_config_t *cfg;
     problem_t *problems;
     size_t num_problems;
-    origin_ref_t *refs;
-    size_t num_refs;
+    target_ref_t *origin_refs;
+    size_t num_origin_refs;
+    target_ref_t *function_refs;
+    size_t num_function_refs;
     /* Small ring of sanitized copies of values quoted in messages; a
      * message quotes at most a few values, so four slots suffice. */
     char shown[4][SHOW_CHARS * 4 + 8];
@@ -761,6 +766,57 @@ static bool get_listen(parser_t *p, const char *key, const node_t *v, lv_config_
     return true;
 }
 
+/* A path as stored: relative paths join the config's directory (which is
+ * "." for lv_config_load_string, leaving them relative to the working
+ * directory). */
+static char *resolve_path(const char *dir, const char *path)
+{
+    if (path[0] == '/' || strcmp(dir, ".") == 0)
+        return lv_strdup(path);
+    while (path[0] == '.' && path[1] == '/')
+        path += 2 + strspn(path + 2, "/");
+    if (path[0] == '\0' || strcmp(path, ".") == 0)
+        return lv_strdup(dir); /* "." and "./" name the directory itself */
+    lv_buf_t b = LV_BUF_INIT;
+    lv_buf_printf(&b, "%s/%s", dir, path);
+    char *s = lv_memdup0(lv_buf_data(&b), lv_buf_len(&b));
+    lv_buf_free(&b);
+    return s;
+}
+
+/* A non-empty path, resolved; replaces *out. Existence is not checked: the
+ * paths kept this way (directories, files levee creates) are checked or
+ * created by the module that uses them. */
+static bool get_path(parser_t *p, const char *key, const node_t *v, char **out)
+{
+    const char *s;
+    if (!get_text(p, key, v, &s))
+        return false;
+    if (!*s) {
+        report(p, v->pos, "'%s' must not be empty", key);
+        return false;
+    }
+    free(*out);
+    *out = resolve_path(p->dir, s);
+    return true;
+}
+
+/* A duration from min_ms to max_ms; max_ms is always a whole number of
+ * seconds here, which is how the message states it. */
+static bool get_duration_in(parser_t *p, const char *key, const node_t *v, int64_t min_ms,
+                            int64_t max_ms, int64_t *out)
+{
+    int64_t ms;
+    if (!get_duration(p, key, v, min_ms, &ms))
+        return false;
+    if (ms > max_ms) {
+        report(p, v->pos, "'%s' must be at most %llds", key, (long long)(max_ms / 1000));
+        return false;
+    }
+    *out = ms;
+    return true;
+}
+
 /* ----- character classes ----- */
 
 static bool is_tchar(unsigned char c)
@@ -883,6 +939,39 @@ static void top_admin(parser_t *p, const char *key, const node_t *v, void *obj)
     static const field_t fields[] = {{"listen", admin_listen}};
     static const section_t sec = SECTION("in admin", fields);
     walk_section(p, key, v, &sec, obj, NULL);
+}
+
+/* The listener for the AWS-compatible APIs (Lambda Invoke, ...); the same
+ * shape as admin. */
+static void api_listen(parser_t *p, const char *key, const node_t *v, void *obj)
+{
+    lv_config_t *cfg = obj;
+    lv_config_listen_t l = {0};
+    if (v->kind == NODE_SCALAR && strcmp(v->text, "off") == 0) {
+        cfg->api_enabled = false;
+        return;
+    }
+    if (!get_listen(p, key, v, &l))
+        return;
+    free(cfg->api_listen.text);
+    cfg->api_listen = l;
+}
+
+static void top_api(parser_t *p, const char *key, const node_t *v, void *obj)
+{
+    static const field_t fields[] = {{"listen", api_listen}};
+    static const section_t sec = SECTION("in api", fields);
+    walk_section(p, key, v, &sec, obj, NULL);
+}
+
+static void top_data_dir(parser_t *p, const char *key, const node_t *v, void *obj)
+{
+    get_path(p, key, v, &((lv_config_t *)obj)->data_dir);
+}
+
+static void top_runtime_dir(parser_t *p, const char *key, const node_t *v, void *obj)
+{
+    get_path(p, key, v, &((lv_config_t *)obj)->runtime_dir);
 }
 
 static void cache_max_bytes(parser_t *p, const char *key, const node_t *v, void *obj)
@@ -1230,7 +1319,8 @@ static void top_origins(parser_t *p, const char *key, const node_t *v, void *obj
 /* What a route's handlers leave behind for the checks that follow them. */
 typedef struct {
     lv_config_route_t *route;
-    const node_t *origin; /* the `origin:` value, resolved later */
+    const node_t *origin;   /* the `origin:` value, resolved later */
+    const node_t *function; /* the `function:` value, resolved later */
 } route_builder_t;
 
 /* ----- match: "METHOD /path" ----- */
@@ -1474,20 +1564,6 @@ static void route_respond(parser_t *p, const char *key, const node_t *v, void *o
 
 /* ----- redirect ----- */
 
-/* The table path as stored: relative paths join the config's directory. */
-static char *resolve_path(const char *dir, const char *path)
-{
-    if (path[0] == '/' || strcmp(dir, ".") == 0)
-        return lv_strdup(path);
-    while (path[0] == '.' && path[1] == '/')
-        path += 2 + strspn(path + 2, "/");
-    lv_buf_t b = LV_BUF_INIT;
-    lv_buf_printf(&b, "%s/%s", dir, path);
-    char *s = lv_memdup0(lv_buf_data(&b), lv_buf_len(&b));
-    lv_buf_free(&b);
-    return s;
-}
-
 static void redirect_table(parser_t *p, const char *key, const node_t *v, void *obj)
 {
     lv_config_redirect_t *r = obj;
@@ -1576,7 +1652,7 @@ static void route_redirect(parser_t *p, const char *key, const node_t *v, void *
         report(p, v->pos, "'redirect' is missing required key 'table'");
 }
 
-/* ----- origin and cache ----- */
+/* ----- origin, function and cache ----- */
 
 static void route_origin(parser_t *p, const char *key, const node_t *v, void *obj)
 {
@@ -1589,6 +1665,19 @@ static void route_origin(parser_t *p, const char *key, const node_t *v, void *ob
         report(p, v->pos, "'origin' must not be empty");
     else
         b->origin = v;
+}
+
+static void route_function(parser_t *p, const char *key, const node_t *v, void *obj)
+{
+    route_builder_t *b = obj;
+    const char *s;
+    b->route->kind = LV_TARGET_FUNCTION;
+    if (!get_text(p, key, v, &s))
+        return;
+    if (!*s)
+        report(p, v->pos, "'function' must not be empty");
+    else
+        b->function = v;
 }
 
 static void cache_ttl(parser_t *p, const char *key, const node_t *v, void *obj)
@@ -1780,6 +1869,7 @@ static const field_t route_fields[] = {
     {"respond", route_respond},
     {"redirect", route_redirect},
     {"origin", route_origin},
+    {"function", route_function},
     {"cache", route_cache},
     {"throttle", route_throttle},
     {"throttle_per_client", route_throttle_per_client},
@@ -1789,13 +1879,14 @@ static const field_t route_fields[] = {
 static const section_t route_section = SECTION("in route", route_fields);
 
 /* The keys that say what answers a route; a route has exactly one. */
-static const char *const route_targets[] = {"respond", "redirect", "origin"};
+static const char *const route_targets[] = {"respond", "redirect", "origin", "function"};
 #define NUM_TARGETS (sizeof route_targets / sizeof route_targets[0])
 
 static void init_route(lv_config_route_t *route)
 {
     *route = (lv_config_route_t){
         .origin = -1,
+        .function = -1,
         .respond = {.status = 200},
         .redirect = {.status = 302},
         .cache = {.ttl_ms = -1, .stale_while_revalidate_ms = -1, .stale_if_error_ms = -1},
@@ -1820,7 +1911,8 @@ static void report_no_target(parser_t *p, lv_config_pos_t pos)
     lv_buf_free(&list);
 }
 
-/* Exactly one target key; cache only with origin. */
+/* Exactly one target key; cache only with origin (function answers are
+ * not cached yet). */
 static void check_target(parser_t *p, const node_t *v, const seen_t *seen)
 {
     const node_t *first = NULL;
@@ -1842,7 +1934,9 @@ static void check_target(parser_t *p, const node_t *v, const seen_t *seen)
                    k->text, first->text, first->pos.line, first->pos.col);
     }
     const node_t *cache = seen_key(&route_section, seen, "cache");
-    if (count == 1 && cache && !seen_key(&route_section, seen, "origin"))
+    if (count == 1 && cache && seen_key(&route_section, seen, "function"))
+        report(p, cache->pos, "'cache' is not supported on function routes yet");
+    else if (count == 1 && cache && !seen_key(&route_section, seen, "origin"))
         report(p, cache->pos, "'cache' is only allowed on routes with an origin");
 }
 
@@ -1878,9 +1972,15 @@ static void one_route(parser_t *p, const node_t *v)
     cfg->routes = grow(cfg->routes, cfg->num_routes, sizeof *cfg->routes);
     cfg->routes[cfg->num_routes] = route;
     if (b.origin) {
-        p->refs = grow(p->refs, p->num_refs, sizeof *p->refs);
-        p->refs[p->num_refs++] =
-            (origin_ref_t){cfg->num_routes, lv_strdup(b.origin->text), b.origin->pos};
+        p->origin_refs = grow(p->origin_refs, p->num_origin_refs, sizeof *p->origin_refs);
+        p->origin_refs[p->num_origin_refs++] =
+            (target_ref_t){cfg->num_routes, lv_strdup(b.origin->text), b.origin->pos};
+    }
+    if (b.function) {
+        p->function_refs =
+            grow(p->function_refs, p->num_function_refs, sizeof *p->function_refs);
+        p->function_refs[p->num_function_refs++] =
+            (target_ref_t){cfg->num_routes, lv_strdup(b.function->text), b.function->pos};
     }
     cfg->num_routes++;
 }
@@ -1893,15 +1993,498 @@ static void top_routes(parser_t *p, const char *key, const node_t *v, void *obj)
         one_route(p, v->kids[i]);
 }
 
+/* ======================================================================
+ * Functions
+ * ====================================================================== */
+
+/* Lambda's own limits, which runtimes and SDKs are written against. */
+#define MAX_FUNCTION_MS (900 * 1000)
+#define MAX_FUNCTION_WORKERS 4096
+/* Longest wait before an async retry: Lambda drops events older than 6 h. */
+#define MAX_BACKOFF_MS (6 * 3600 * 1000)
+
+/* What a function's handlers leave behind for the checks that run once the
+ * whole function is read, since its keys may come in any order. */
+typedef struct {
+    lv_config_function_t *fn;
+    bool runtime_known;        /* `runtime:` given and valid */
+    bool max_bad;              /* `concurrency.max` given but invalid: compare nothing with it */
+    lv_config_pos_t *warm_pos; /* per schedule entry, where its `warm` is */
+} function_builder_t;
+
+static const char *const runtime_names[] = {
+    [LV_RUNTIME_NODEJS] = "nodejs",
+    [LV_RUNTIME_PYTHON] = "python",
+    [LV_RUNTIME_PROVIDED] = "provided",
+    [LV_RUNTIME_COMMAND] = "command",
+};
+
+static void fn_runtime(parser_t *p, const char *key, const node_t *v, void *obj)
+{
+    function_builder_t *b = obj;
+    const char *s;
+    if (!get_text(p, key, v, &s))
+        return;
+    for (size_t i = 0; i < sizeof runtime_names / sizeof runtime_names[0]; i++) {
+        if (strcmp(s, runtime_names[i]) == 0) {
+            b->fn->runtime = (lv_runtime_kind_t)i;
+            b->runtime_known = true;
+            return;
+        }
+    }
+    report(p, v->pos, "'%s' must be one of nodejs, python, provided, command; got '%s'", key,
+           show(p, v));
+}
+
+static void fn_handler(parser_t *p, const char *key, const node_t *v, void *obj)
+{
+    lv_config_function_t *fn = ((function_builder_t *)obj)->fn;
+    const char *s;
+    if (!get_text(p, key, v, &s))
+        return;
+    if (!*s)
+        report(p, v->pos, "'%s' must not be empty", key);
+    else if (has_control(s, false))
+        report(p, v->pos, "'%s' must not contain control characters", key);
+    else
+        fn->handler = lv_strdup(s);
+}
+
+static void fn_code(parser_t *p, const char *key, const node_t *v, void *obj)
+{
+    get_path(p, key, v, &((function_builder_t *)obj)->fn->code);
+}
+
+/* An argv: kept only when every item is usable, so that a command with a
+ * bad item never half-exists. */
+static void fn_command(parser_t *p, const char *key, const node_t *v, void *obj)
+{
+    lv_config_function_t *fn = ((function_builder_t *)obj)->fn;
+    if (!expect_list(p, key, v))
+        return;
+    if (v->kind != NODE_LIST || v->count == 0) {
+        report(p, v->pos, "'%s' needs at least one item (the program to run)", key);
+        return;
+    }
+    char **argv = lv_calloc(v->count, sizeof *argv);
+    size_t n = 0;
+    bool ok = true;
+    for (size_t i = 0; i < v->count; i++) {
+        const char *s;
+        if (!get_text(p, key, v->kids[i], &s)) {
+            ok = false;
+        } else if (i == 0 && !*s) {
+            report(p, v->kids[i]->pos, "the program (first item of '%s') must not be empty", key);
+            ok = false;
+        } else {
+            argv[n++] = lv_strdup(s);
+        }
+    }
+    if (ok) {
+        fn->command = argv;
+        fn->num_command = n;
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        free(argv[i]);
+    free(argv);
+}
+
+/* Variables levee sets for every worker (the names Lambda reserves): a
+ * function that replaced them would break the runtime contract. */
+static bool is_reserved_env(const char *name)
+{
+    static const char *const reserved[] = {
+        "_HANDLER",
+        "_X_AMZN_TRACE_ID",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+        "AWS_EXECUTION_ENV",
+        "AWS_LAMBDA_FUNCTION_NAME",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+        "AWS_LAMBDA_FUNCTION_VERSION",
+        "AWS_LAMBDA_INITIALIZATION_TYPE",
+        "AWS_LAMBDA_LOG_GROUP_NAME",
+        "AWS_LAMBDA_LOG_STREAM_NAME",
+        "AWS_ACCESS_KEY",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_LAMBDA_RUNTIME_API",
+        "LAMBDA_TASK_ROOT",
+        "LAMBDA_RUNTIME_DIR",
+    };
+    for (size_t i = 0; i < sizeof reserved / sizeof reserved[0]; i++)
+        if (strcmp(name, reserved[i]) == 0)
+            return true;
+    return false;
+}
+
+static void one_env(parser_t *p, lv_config_function_t *fn, const node_t *key, const node_t *v)
+{
+    const char *value;
+    if (!is_ident(key->text, key->len)) {
+        report(p, key->pos,
+               "invalid environment variable name '%s' (use letters, digits and '_', not "
+               "starting with a digit)",
+               show(p, key));
+        return;
+    }
+    if (is_reserved_env(key->text)) {
+        report(p, key->pos, "env: %s is reserved (levee sets it for every worker)", key->text);
+        return;
+    }
+    /* Numbers and booleans are wanted as the text written: `PORT: 8080`. */
+    if (!get_text(p, key->text, v, &value))
+        return;
+    fn->env = grow(fn->env, fn->num_env, sizeof *fn->env);
+    fn->env[fn->num_env++] = (lv_config_header_t){lv_strdup(key->text), lv_strdup(value)};
+}
+
+static void fn_env(parser_t *p, const char *key, const node_t *v, void *obj)
+{
+    if (!expect_map(p, key, v))
+        return;
+    bool *skip = find_repeated_keys(p, v);
+    for (size_t i = 0; i + 1 < v->count; i += 2)
+        if (!skip[i / 2])
+            one_env(p, ((function_builder_t *)obj)->fn, v->kids[i], v->kids[i + 1]);
+    free(skip);
+}
+
+static void fn_memory_mb(parser_t *p, const char *key, const node_t *v, void *obj)
+{
+    long long n;
+    if (get_int(p, key, v, 16, 10240, &n))
+        ((function_builder_t *)obj)->fn->memory_mb = (uint64_t)n;
+}
+
+static void fn_timeout(parser_t *p, const char *key, const node_t *v, void *obj)
+{
+    get_duration_in(p, key, v, 1, MAX_FUNCTION_MS, &((function_builder_t *)obj)->fn->timeout_ms);
+}
+
+static void fn_init_timeout(parser_t *p, const char *key, const node_t *v, void *obj)
+{
+    get_duration_in(p, key, v, 1, MAX_FUNCTION_MS,
+                    &((function_builder_t *)obj)->fn->init_timeout_ms);
+}
+
+static void fn_idle_timeout(parser_t *p, const char *key, const node_t *v, void *obj)
+{
+    get_duration(p, key, v, 0, &((function_builder_t *)obj)->fn->idle_timeout_ms);
+}
+
+/* ----- concurrency: { max, warm } ----- */
+
+static void concurrency_max(parser_t *p, const char *key, const node_t *v, void *obj)
+{
+    function_builder_t *b = obj;
+    long long n;
+    if (get_int(p, key, v, 1, MAX_FUNCTION_WORKERS, &n))
+        b->fn->max = (uint64_t)n;
+    else
+        b->max_bad = true;
+}
+
+static void concurrency_warm(parser_t *p, const char *key, const node_t *v, void *obj)
+{
+    long long n;
+    if (get_int(p, key, v, 0, MAX_FUNCTION_WORKERS, &n))
+        ((function_builder_t *)obj)->fn->warm = (uint64_t)n;
+}
+
+static void fn_concurrency(parser_t *p, const char *key, const node_t *v, void *obj)
+{
+    static const field_t fields[] = {{"max", concurrency_max}, {"warm", concurrency_warm}};
+    static const section_t sec = SECTION("in function concurrency", fields);
+    function_builder_t *b = obj;
+    seen_t seen;
+    if (!walk_section(p, key, v, &sec, b, &seen))
+        return;
+    const node_t *warm = seen_value(&sec, &seen, "warm");
+    if (warm && !b->max_bad && b->fn->warm > b->fn->max)
+        report(p, warm->pos, "'warm' (%llu) must not be more than 'max' (%llu%s)",
+               (unsigned long long)b->fn->warm, (unsigned long long)b->fn->max,
+               seen_key(&sec, &seen, "max") ? "" : ", the default");
+}
+
+/* ----- queue: { max, timeout } ----- */
+
+static void fn_queue_max(parser_t *p, const char *key, const node_t *v, void *obj)
+{
+    /* 0 is allowed here: refuse at once when every worker is busy. */
+    long long n;
+    if (get_int(p, key, v, 0, 10000000, &n))
+        ((lv_config_queue_t *)obj)->max = (uint64_t)n;
+}
+
+static void fn_queue_timeout(parser_t *p, const char *key, const node_t *v, void *obj)
+{
+    get_duration_in(p, key, v, 1, MAX_FUNCTION_MS, &((lv_config_queue_t *)obj)->timeout_ms);
+}
+
+static void fn_queue(parser_t *p, const char *key, const node_t *v, void *obj)
+{
+    static const field_t fields[] = {{"max", fn_queue_max}, {"timeout", fn_queue_timeout}};
+    static const section_t sec = SECTION("in function queue", fields);
+    lv_config_queue_t *q = &((function_builder_t *)obj)->fn->queue;
+    q->pos = v->pos;
+    walk_section(p, key, v, &sec, q, NULL);
+}
+
+/* ----- schedule: [{ at, warm, until }] ----- */
+
+typedef struct {
+    lv_config_schedule_t entry;
+    lv_config_pos_t warm_pos;
+} schedule_builder_t;
+
+static bool get_time(parser_t *p, const char *key, const node_t *v, int64_t *out)
+{
+    const char *s, *why = "";
+    if (!get_text(p, key, v, &s))
+        return false;
+    if (lv_config_parse_time(s, out, &why) == 0)
+        return true;
+    report(p, v->pos, "'%s': invalid time '%s': %s (use RFC 3339, e.g. 2026-11-27T15:00:00Z)",
+           key, show(p, v), why);
+    return false;
+}
+
+static void schedule_at(parser_t *p, const char *key, const node_t *v, void *obj)
+{
+    get_time(p, key, v, &((schedule_builder_t *)obj)->entry.at_ms);
+}
+
+static void schedule_until(parser_t *p, const char *key, const node_t *v, void *obj)
+{
+    get_time(p, key, v, &((schedule_builder_t *)obj)->entry.until_ms);
+}
+
+static void schedule_warm(parser_t *p, const char *key, const node_t *v, void *obj)
+{
+    schedule_builder_t *sb = obj;
+    long long n;
+    sb->warm_pos = v->pos;
+    if (get_int(p, key, v, 0, MAX_FUNCTION_WORKERS, &n))
+        sb->entry.warm = (uint64_t)n;
+}
+
+/* Adds one entry; an entry with any problem is left out entirely. */
+static void one_schedule(parser_t *p, function_builder_t *b, const node_t *v)
+{
+    static const field_t fields[] = {
+        {"at", schedule_at},
+        {"warm", schedule_warm},
+        {"until", schedule_until},
+    };
+    static const section_t sec = SECTION("in schedule entry", fields);
+    if (v->kind != NODE_MAP) {
+        if (v->kind != NODE_BROKEN)
+            report(p, v->pos,
+                   "a schedule entry must be a mapping like { at: 2026-11-27T15:00:00Z, warm: "
+                   "8 }, not %s",
+                   is_null(v) ? "an empty value" : describe(v));
+        return;
+    }
+    schedule_builder_t sb = {.entry = {.at_ms = -1, .until_ms = -1, .pos = v->pos}};
+    size_t problems_before = p->num_problems;
+    seen_t seen;
+    walk_section(p, "schedule", v, &sec, &sb, &seen);
+    if (!seen_key(&sec, &seen, "at"))
+        report(p, v->pos, "schedule entry is missing required key 'at'");
+    if (!seen_key(&sec, &seen, "warm"))
+        report(p, v->pos, "schedule entry is missing required key 'warm'");
+    const node_t *until = seen_value(&sec, &seen, "until");
+    if (p->num_problems == problems_before && until && sb.entry.until_ms <= sb.entry.at_ms)
+        report(p, until->pos, "'until' must be later than 'at'");
+    if (p->num_problems != problems_before)
+        return;
+    lv_config_function_t *fn = b->fn;
+    /* Both arrays have the same count, so grow() keeps them the same size. */
+    b->warm_pos = grow(b->warm_pos, fn->num_schedule, sizeof *b->warm_pos);
+    fn->schedule = grow(fn->schedule, fn->num_schedule, sizeof *fn->schedule);
+    b->warm_pos[fn->num_schedule] = sb.warm_pos;
+    fn->schedule[fn->num_schedule++] = sb.entry;
+}
+
+static void fn_schedule(parser_t *p, const char *key, const node_t *v, void *obj)
+{
+    if (!expect_list(p, key, v))
+        return;
+    for (size_t i = 0; i < v->count; i++)
+        one_schedule(p, obj, v->kids[i]);
+}
+
+/* ----- async: { retries, backoff, on_failure } ----- */
+
+static void async_retries(parser_t *p, const char *key, const node_t *v, void *obj)
+{
+    long long n;
+    if (get_int(p, key, v, 0, 2, &n))
+        ((lv_config_function_t *)obj)->async.retries = (int)n;
+}
+
+static void async_backoff(parser_t *p, const char *key, const node_t *v, void *obj)
+{
+    get_duration_in(p, key, v, 1, MAX_BACKOFF_MS, &((lv_config_function_t *)obj)->async.backoff_ms);
+}
+
+static void async_on_failure(parser_t *p, const char *key, const node_t *v, void *obj)
+{
+    get_path(p, key, v, &((lv_config_function_t *)obj)->async.on_failure);
+}
+
+static void fn_async(parser_t *p, const char *key, const node_t *v, void *obj)
+{
+    static const field_t fields[] = {
+        {"retries", async_retries},
+        {"backoff", async_backoff},
+        {"on_failure", async_on_failure},
+    };
+    static const section_t sec = SECTION("in function async", fields);
+    walk_section(p, key, v, &sec, ((function_builder_t *)obj)->fn, NULL);
+}
+
+/* ----- one function ----- */
+
+static const field_t function_fields[] = {
+    {"runtime", fn_runtime},
+    {"handler", fn_handler},
+    {"code", fn_code},
+    {"command", fn_command},
+    {"env", fn_env},
+    {"memory_mb", fn_memory_mb},
+    {"timeout", fn_timeout},
+    {"init_timeout", fn_init_timeout},
+    {"concurrency", fn_concurrency},
+    {"idle_timeout", fn_idle_timeout},
+    {"queue", fn_queue},
+    {"schedule", fn_schedule},
+    {"async", fn_async},
+};
+static const section_t function_section = SECTION("in function", function_fields);
+
+/* The names Lambda accepts, which also keep a name safe in file paths
+ * (the dead-letter file) and URLs (the Invoke API). */
+static bool is_function_name(const char *s, size_t len)
+{
+    if (len == 0 || len > 64)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_'))
+            return false;
+    }
+    return true;
+}
+
+/* `module.function` as the nodejs and python bootstraps resolve it. */
+static bool is_module_function(const char *s)
+{
+    size_t len = strlen(s);
+    return strchr(s, '.') && s[0] != '.' && s[len - 1] != '.';
+}
+
+/* Checks that involve more than one key of the function. */
+static void check_function(parser_t *p, const function_builder_t *b, const node_t *v,
+                           const seen_t *seen, const char *name)
+{
+    const section_t *sec = &function_section;
+    const lv_config_function_t *fn = b->fn;
+    if (!seen_key(sec, seen, "runtime"))
+        report(p, v->pos, "function '%s' is missing required key 'runtime'", name);
+    if (!seen_key(sec, seen, "code"))
+        report(p, v->pos, "function '%s' is missing required key 'code'", name);
+    if (b->runtime_known) {
+        const char *runtime = runtime_names[fn->runtime];
+        bool bootstrap = fn->runtime == LV_RUNTIME_NODEJS || fn->runtime == LV_RUNTIME_PYTHON;
+        const node_t *handler = seen_value(sec, seen, "handler");
+        const node_t *command = seen_key(sec, seen, "command");
+        if (bootstrap && !handler)
+            report(p, v->pos,
+                   "function '%s': handler is required for runtime %s (e.g. handler: "
+                   "index.handler)",
+                   name, runtime);
+        else if (bootstrap && fn->handler && !is_module_function(fn->handler))
+            report(p, handler->pos,
+                   "'handler' must be module.function for runtime %s (e.g. index.handler), "
+                   "got '%s'",
+                   runtime, show(p, handler));
+        if (fn->runtime == LV_RUNTIME_COMMAND && !command)
+            report(p, v->pos,
+                   "function '%s': command is required for runtime command (e.g. command: "
+                   "[npx, aws-lambda-ric, index.handler])",
+                   name);
+        else if (fn->runtime != LV_RUNTIME_COMMAND && command)
+            report(p, command->pos, "'command' is only allowed with runtime command, not %s",
+                   runtime);
+    }
+    for (size_t i = 0; !b->max_bad && i < fn->num_schedule; i++)
+        if (fn->schedule[i].warm > fn->max)
+            report(p, b->warm_pos[i],
+                   "schedule 'warm' (%llu) must not be more than concurrency.max (%llu)",
+                   (unsigned long long)fn->schedule[i].warm, (unsigned long long)fn->max);
+}
+
+static void one_function(parser_t *p, const node_t *key, const node_t *v)
+{
+    lv_config_t *cfg = p->cfg;
+    if (!is_function_name(key->text, key->len))
+        report(p, key->pos,
+               "invalid function name '%s'; use 1 to 64 letters, digits, '-' and '_'",
+               show(p, key));
+    /* Kept even with a bad name, so that routes naming it do not also
+     * report it as unknown. */
+    cfg->functions = grow(cfg->functions, cfg->num_functions, sizeof *cfg->functions);
+    lv_config_function_t *fn = &cfg->functions[cfg->num_functions++];
+    *fn = (lv_config_function_t){
+        .name = lv_strdup(key->text),
+        .memory_mb = 128,
+        .timeout_ms = 3000,
+        .init_timeout_ms = 10000,
+        .max = 16,
+        .warm = 0,
+        .idle_timeout_ms = 300000,
+        .queue = {.enabled = true, .max = 1000, .timeout_ms = 1000, .pos = key->pos},
+        .async = {.retries = 2, .backoff_ms = 60000},
+        .pos = key->pos,
+    };
+    function_builder_t b = {.fn = fn};
+    seen_t seen;
+    char name[sizeof p->shown[0]]; /* the name may be unprintable: quote a safe copy */
+    strcpy(name, show(p, key));
+    if (walk_section(p, name, v, &function_section, &b, &seen))
+        check_function(p, &b, v, &seen, name);
+    free(b.warm_pos);
+}
+
+static void top_functions(parser_t *p, const char *key, const node_t *v, void *obj)
+{
+    if (!expect_map(p, key, v))
+        return;
+    bool *skip = find_repeated_keys(p, v);
+    for (size_t i = 0; i + 1 < v->count; i += 2)
+        if (!skip[i / 2])
+            one_function(p, v->kids[i], v->kids[i + 1]);
+    free(skip);
+}
+
 static const field_t top_fields[] = {
     {"listen", top_listen},
     {"threads", top_threads},
     {"admin", top_admin},
+    {"api", top_api},
     {"cache", top_cache},
     {"log_level", top_log_level},
     {"shutdown_timeout", top_shutdown_timeout},
     {"limits", top_limits},
+    {"data_dir", top_data_dir},
+    {"runtime_dir", top_runtime_dir},
     {"origins", top_origins},
+    {"functions", top_functions},
     {"routes", top_routes},
 };
 
@@ -1922,8 +2505,8 @@ static int find_origin(const lv_config_t *cfg, const char *name)
 static void resolve_origins(parser_t *p)
 {
     lv_config_t *cfg = p->cfg;
-    for (size_t i = 0; i < p->num_refs; i++) {
-        const origin_ref_t *ref = &p->refs[i];
+    for (size_t i = 0; i < p->num_origin_refs; i++) {
+        const target_ref_t *ref = &p->origin_refs[i];
         int index = find_origin(cfg, ref->ref);
         bool is_url = strpbrk(ref->ref, ":/") != NULL;
         if (index < 0 && is_url) {
@@ -1936,6 +2519,100 @@ static void resolve_origins(parser_t *p)
         }
         cfg->routes[ref->route].origin = index;
     }
+}
+
+static int function_order(const void *a, const void *b)
+{
+    return strcmp(((const lv_config_function_t *const *)a)[0]->name,
+                  ((const lv_config_function_t *const *)b)[0]->name);
+}
+
+/* Names are unique (repeated keys were dropped), so a sorted array of
+ * pointers finds each route's function in O(log n), however many routes
+ * and functions a file has. */
+static void resolve_functions(parser_t *p)
+{
+    lv_config_t *cfg = p->cfg;
+    if (p->num_function_refs == 0)
+        return;
+    size_t n = cfg->num_functions;
+    const lv_config_function_t **sorted = lv_calloc(n ? n : 1, sizeof *sorted);
+    for (size_t i = 0; i < n; i++)
+        sorted[i] = &cfg->functions[i];
+    qsort(sorted, n, sizeof *sorted, function_order);
+    for (size_t i = 0; i < p->num_function_refs; i++) {
+        const target_ref_t *ref = &p->function_refs[i];
+        const lv_config_function_t key = {.name = ref->ref}, *want = &key;
+        const lv_config_function_t **found =
+            n ? bsearch(&want, sorted, n, sizeof *sorted, function_order) : NULL;
+        int index = found ? (int)(*found - cfg->functions) : -1;
+        if (index < 0)
+            report(p, ref->pos, "unknown function '%s' (not defined under functions:)",
+                   show_str(p, ref->ref));
+        cfg->routes[ref->route].function = index;
+    }
+    free(sorted);
+}
+
+/* data_dir, then the defaults that live in it; data_dir may come after the
+ * functions in the file. */
+static void fill_data_dir_defaults(parser_t *p)
+{
+    lv_config_t *cfg = p->cfg;
+    if (!cfg->data_dir)
+        cfg->data_dir = resolve_path(p->dir, "levee-data");
+    for (size_t i = 0; i < cfg->num_functions; i++) {
+        lv_config_function_t *fn = &cfg->functions[i];
+        if (fn->async.on_failure)
+            continue;
+        lv_buf_t b = LV_BUF_INIT;
+        lv_buf_printf(&b, "%s/functions/%s/dead-letter.jsonl", cfg->data_dir, fn->name);
+        fn->async.on_failure = lv_memdup0(lv_buf_data(&b), lv_buf_len(&b));
+        lv_buf_free(&b);
+    }
+}
+
+/* A private listener (admin, api) may not share an address with the public
+ * side. The message points at whichever of the two was written in the
+ * file. */
+static void check_private_listener(parser_t *p, const char *what, const lv_config_listen_t *own)
+{
+    const lv_config_t *cfg = p->cfg;
+    for (size_t i = 0; i < cfg->num_listen; i++) {
+        const lv_config_listen_t *l = &cfg->listen[i];
+        if (!same_address(own, l))
+            continue;
+        if (own->pos.line > 0)
+            report(p, own->pos, "%s listen address '%s' is also a public listen address", what,
+                   show_str(p, own->text));
+        else
+            report(p, l->pos,
+                   "listen address '%s' is the %s address; use another or move %s (%s: { "
+                   "listen: ... })",
+                   show_str(p, l->text), what, what, what);
+        return;
+    }
+}
+
+static void check_listeners(parser_t *p)
+{
+    const lv_config_t *cfg = p->cfg;
+    const lv_config_listen_t *admin = &cfg->admin_listen, *api = &cfg->api_listen;
+    if (cfg->admin_enabled)
+        check_private_listener(p, "admin", admin);
+    if (cfg->api_enabled)
+        check_private_listener(p, "api", api);
+    if (!cfg->admin_enabled || !cfg->api_enabled || !same_address(admin, api))
+        return;
+    /* The defaults differ, so at least one of them was written. */
+    if (api->pos.line > 0)
+        report(p, api->pos, "api listen address '%s' is also the admin listen address",
+               show_str(p, api->text));
+    else
+        report(p, admin->pos,
+               "admin listen address '%s' is the api address; use another or move api (api: { "
+               "listen: ... })",
+               show_str(p, admin->text));
 }
 
 typedef struct {
@@ -1995,6 +2672,8 @@ static void finish(parser_t *p, bool listen_given)
 {
     lv_config_t *cfg = p->cfg;
     resolve_origins(p);
+    resolve_functions(p);
+    fill_data_dir_defaults(p);
     check_route_clashes(p);
     check_admission(p);
     if (!listen_given && cfg->num_listen == 0) {
@@ -2002,21 +2681,7 @@ static void finish(parser_t *p, bool listen_given)
         lv_config_parse_listen(l.text, &l);
         add_listen(cfg, &l);
     }
-    for (size_t i = 0; cfg->admin_enabled && i < cfg->num_listen; i++) {
-        const lv_config_listen_t *l = &cfg->listen[i], *admin = &cfg->admin_listen;
-        if (!same_address(admin, l))
-            continue;
-        /* Point at whichever of the two was written in the file. */
-        if (admin->pos.line > 0)
-            report(p, admin->pos, "admin listen address '%s' is also a public listen address",
-                   show_str(p, admin->text));
-        else
-            report(p, l->pos,
-                   "listen address '%s' is the admin address; use another or move admin "
-                   "(admin: { listen: ... })",
-                   show_str(p, l->text));
-        break;
-    }
+    check_listeners(p);
 }
 
 /* ======================================================================
@@ -2029,6 +2694,8 @@ static void init_config(lv_config_t *cfg)
         .threads = 0,
         .admin_enabled = true,
         .admin_listen = {.text = lv_strdup("127.0.0.1:9901")},
+        .api_enabled = true,
+        .api_listen = {.text = lv_strdup("127.0.0.1:4566")},
         .cache_max_bytes = 256ull << 20,
         .shutdown_timeout_ms = 10000,
         .log_level = LV_LOG_INFO,
@@ -2043,6 +2710,7 @@ static void init_config(lv_config_t *cfg)
             },
     };
     lv_config_parse_listen(cfg->admin_listen.text, &cfg->admin_listen);
+    lv_config_parse_listen(cfg->api_listen.text, &cfg->api_listen);
 }
 
 /* Parses yaml into cfg; `file` names it in messages, `dir` anchors
@@ -2067,9 +2735,12 @@ static int load(const char *file, const char *dir, const char *yaml, size_t len,
         finish(&p, seen_key(&sec, &seen, "listen") != NULL);
     }
     node_free(root);
-    for (size_t i = 0; i < p.num_refs; i++)
-        free(p.refs[i].ref);
-    free(p.refs);
+    for (size_t i = 0; i < p.num_origin_refs; i++)
+        free(p.origin_refs[i].ref);
+    free(p.origin_refs);
+    for (size_t i = 0; i < p.num_function_refs; i++)
+        free(p.function_refs[i].ref);
+    free(p.function_refs);
     int rc = p.num_problems ? -1 : 0;
     flush_problems(&p, errs);
     if (rc != 0)
@@ -2164,6 +2835,23 @@ static void free_route(lv_config_route_t *r)
     free(r->throttle_per_client.key);
 }
 
+static void free_function(lv_config_function_t *fn)
+{
+    free(fn->name);
+    free(fn->handler);
+    free(fn->code);
+    for (size_t i = 0; i < fn->num_command; i++)
+        free(fn->command[i]);
+    free(fn->command);
+    for (size_t i = 0; i < fn->num_env; i++) {
+        free(fn->env[i].name);
+        free(fn->env[i].value);
+    }
+    free(fn->env);
+    free(fn->schedule);
+    free(fn->async.on_failure);
+}
+
 void lv_config_free(lv_config_t *cfg)
 {
     free(cfg->path);
@@ -2172,6 +2860,9 @@ void lv_config_free(lv_config_t *cfg)
         free(cfg->listen[i].text);
     free(cfg->listen);
     free(cfg->admin_listen.text);
+    free(cfg->api_listen.text);
+    free(cfg->data_dir);
+    free(cfg->runtime_dir);
     for (size_t i = 0; i < cfg->num_origins; i++) {
         lv_config_origin_t *o = &cfg->origins[i];
         free(o->name);
@@ -2184,6 +2875,9 @@ void lv_config_free(lv_config_t *cfg)
     for (size_t i = 0; i < cfg->num_routes; i++)
         free_route(&cfg->routes[i]);
     free(cfg->routes);
+    for (size_t i = 0; i < cfg->num_functions; i++)
+        free_function(&cfg->functions[i]);
+    free(cfg->functions);
     memset(cfg, 0, sizeof *cfg);
 }
 

@@ -249,5 +249,10 @@ int lv_config_parse_duration(const char *s, int64_t *ms);   /* "250ms" "10s" "5m
 int lv_config_parse_size(const char *s, uint64_t *bytes);   /* "512", "64KiB", "256MiB", "1GiB", "10KB", "1MB" */
 int lv_config_parse_number(const char *s, double *out);     /* "2000", "0.5": finite, no sign, no junk */
 int lv_config_parse_listen(const char *s, lv_config_listen_t *out); /* fills addr/addr_len, not text/pos */
+/* An RFC 3339 time, "2026-11-27T15:00:00Z", optionally with a fraction
+ * (":00.5Z") or an offset instead of Z ("+01:00", "-05:30"), as Unix epoch
+ * milliseconds UTC (the fraction is cut to milliseconds). Dates before 1970
+ * are refused. On failure *why, when why is not NULL, says what is wrong. */
+int lv_config_parse_time(const char *s, int64_t *ms, const char **why);
 
 #endif

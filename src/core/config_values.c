@@ -1,5 +1,5 @@
 /* config_values.c: the value syntaxes of levee.yaml (durations, sizes,
- * listen addresses), declared in config.h.
+ * listen addresses, RFC 3339 times), declared in config.h.
  *
  * Each parser takes a NUL-terminated string and either accepts all of it or
  * rejects it: no leading or trailing blanks, no signs, no fractions, and any
@@ -12,6 +12,7 @@
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 typedef struct {
     const char *suffix;
@@ -181,5 +182,131 @@ int lv_config_parse_listen(const char *s, lv_config_listen_t *out)
             return -1;
     }
     set_ipv4(out, ip, port);
+    return 0;
+}
+
+
+/* Reads exactly n decimal digits. Stops at the first non-digit, so it never
+ * reads past the terminating NUL. */
+static bool fixed_digits(const char *s, int n, int *out)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+        v = v * 10 + (s[i] - '0');
+    }
+    *out = v;
+    return true;
+}
+
+static int days_in_month(int year, int month)
+{
+    static const int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    return month == 2 && leap ? 29 : days[month - 1];
+}
+
+/* The date part, "YYYY-MM-DD". Returns NULL or what is wrong. */
+static const char *parse_date(const char *s, struct tm *tm)
+{
+    int year, month, day;
+    if (!fixed_digits(s, 4, &year) || s[4] != '-' || !fixed_digits(s + 5, 2, &month) ||
+        s[7] != '-' || !fixed_digits(s + 8, 2, &day))
+        return "expected a date like 2026-11-27 (YYYY-MM-DD)";
+    if (year < 1970)
+        return "the year must be 1970 or later";
+    if (month < 1 || month > 12)
+        return "the month must be 01 to 12";
+    if (day < 1 || day > days_in_month(year, month))
+        return "that day does not exist in that month";
+    tm->tm_year = year - 1900;
+    tm->tm_mon = month - 1;
+    tm->tm_mday = day;
+    return NULL;
+}
+
+/* The time of day, "HH:MM:SS" with an optional fraction; *end is set past
+ * it. Leap seconds (:60) are refused: a schedule never needs one. */
+static const char *parse_clock(const char *s, struct tm *tm, int *millis, const char **end)
+{
+    int hour, minute, second;
+    if (!fixed_digits(s, 2, &hour) || s[2] != ':' || !fixed_digits(s + 3, 2, &minute) ||
+        s[5] != ':' || !fixed_digits(s + 6, 2, &second))
+        return "expected a time of day like 15:00:00 (HH:MM:SS) after the 'T'";
+    if (hour > 23)
+        return "the hour must be 00 to 23";
+    if (minute > 59)
+        return "the minutes must be 00 to 59";
+    if (second > 59)
+        return "the seconds must be 00 to 59";
+    tm->tm_hour = hour;
+    tm->tm_min = minute;
+    tm->tm_sec = second;
+    s += 8;
+    *millis = 0;
+    if (*s == '.') {
+        /* Digits past milliseconds are read and dropped. */
+        int n = 0;
+        for (s++; s[n] >= '0' && s[n] <= '9'; n++)
+            if (n < 3)
+                *millis = *millis * 10 + (s[n] - '0');
+        if (n == 0)
+            return "expected digits after the '.'";
+        for (int i = n; i < 3; i++)
+            *millis *= 10;
+        s += n;
+    }
+    *end = s;
+    return NULL;
+}
+
+/* "Z" or "+HH:MM" / "-HH:MM", and nothing after it. */
+static const char *parse_zone(const char *s, int *offset_minutes)
+{
+    *offset_minutes = 0;
+    if (*s == 'Z' || *s == 'z')
+        return s[1] ? "unexpected text after the time zone" : NULL;
+    if (*s == '\0')
+        return "the time zone is missing: end with Z (UTC) or an offset like +01:00";
+    if (*s != '+' && *s != '-')
+        return "expected Z or an offset like +01:00 after the time";
+    int hours, minutes;
+    if (!fixed_digits(s + 1, 2, &hours) || s[3] != ':' || !fixed_digits(s + 4, 2, &minutes))
+        return "expected an offset like +01:00 or -05:30";
+    if (hours > 23 || minutes > 59)
+        return "the offset must be at most 23:59";
+    if (s[6])
+        return "unexpected text after the time zone";
+    *offset_minutes = (hours * 60 + minutes) * (*s == '-' ? -1 : 1);
+    return NULL;
+}
+
+int lv_config_parse_time(const char *s, int64_t *ms, const char **why)
+{
+    struct tm tm = {0};
+    int millis = 0, offset_minutes = 0;
+    const char *rest = NULL, *problem = NULL;
+    if (!s)
+        problem = "no time given";
+    else if (!(problem = parse_date(s, &tm)) && s[10] != 'T' && s[10] != 't')
+        problem = "expected 'T' between the date and the time (2026-11-27T15:00:00Z)";
+    if (!problem)
+        problem = parse_clock(s + 11, &tm, &millis, &rest);
+    if (!problem)
+        problem = parse_zone(rest, &offset_minutes);
+    int64_t v = 0;
+    if (!problem) {
+        /* Local time minus its offset from UTC is UTC. */
+        v = (int64_t)timegm(&tm) * 1000 + millis - (int64_t)offset_minutes * 60000;
+        if (v < 0)
+            problem = "the time must not be before 1970-01-01T00:00:00Z";
+    }
+    if (problem) {
+        if (why)
+            *why = problem;
+        return -1;
+    }
+    *ms = v;
     return 0;
 }

@@ -21,18 +21,29 @@
  *     TZ=UTC, LANG=en_US.UTF-8, PATH=/usr/local/bin:/usr/bin:/bin:/opt/bin,
  *     LD_LIBRARY_PATH, NODE_PATH / PYTHONPATH as Lambda sets them, HOME=/tmp
  *     (npx needs one), then the function's `env:` (which may override the
- *     unreserved ones, PATH included, but not the reserved ones).
+ *     unreserved ones, PATH included, but not the reserved ones: a reserved
+ *     name there is ignored with a warning). AWS_LAMBDA_LOG_STREAM_NAME is
+ *     new for every process, as each Lambda execution environment has its
+ *     own stream. LAMBDA_RUNTIME_DIR is RUNTIME_DIR/nodejs or /python, and
+ *     /var/runtime (as in Lambda) for provided and command.
  *   - stdin from /dev/null; stdout and stderr into one pipe whose read end
  *     goes back to the pool (non-blocking, close-on-exec).
  *   - its own process group (pgid = pid), so a timeout kills npx and the
  *     node it started together.
  *   - memory: RLIMIT_DATA = memory_mb (RLIMIT_AS would stop V8 from
  *     reserving its address space; RLIMIT_DATA counts only memory actually
- *     made writable, so it bounds the heap of node and python alike).
- *   - no file descriptor of levee's: everything else is close-on-exec.
+ *     made writable, so it bounds the heap of node and python alike). It is
+ *     set with prlimit right after exec, so the program's first microseconds
+ *     run without it.
+ *   - no file descriptor of levee's: everything else is close-on-exec, and
+ *     the child closes every descriptor above 2 before exec anyway.
+ *   - every signal at its default action and none blocked.
  *
  * Ownership: a result is heap-allocated and belongs to the callback, which
- * frees it with lv_spawn_result_free (closing any fd it did not take). */
+ * frees it with lv_spawn_result_free (closing any fd it did not take).
+ * The process is levee's child: whoever holds the result reaps it
+ * (waitpid(pid) or waitid(P_PIDFD)) once the pidfd is readable, so levee
+ * must never set SIGCHLD to SIG_IGN, which would reap it first. */
 #ifndef LV_FUNCTIONS_SPAWN_H
 #define LV_FUNCTIONS_SPAWN_H
 
@@ -72,13 +83,17 @@ char *lv_spawn_find_runtime_dir(const char *configured);
 /* Builds the argv and environment for one function. `runtime_dir` may be
  * NULL unless the runtime is nodejs or python. Returns NULL with a message
  * in err when the command cannot be run (no executable bootstrap in code,
- * argv[0] not found in PATH, code not a directory). */
+ * argv[0] not found in PATH, code not a directory, the runtime directory
+ * or its bootstrap missing). Reads levee's environment (AWS_REGION,
+ * credentials), so it belongs to startup, not beside a setenv. */
 lv_spawn_spec_t *lv_spawn_prepare(const lv_config_function_t *fn, const char *runtime_dir, char *err,
                                   size_t errlen);
 void lv_spawn_spec_free(lv_spawn_spec_t *spec);
 
 /* The spec's argv (NULL-terminated) and environment ("NAME=value",
- * NULL-terminated), for tests and logs. */
+ * NULL-terminated), for tests and logs. The entries filled per spawn
+ * (AWS_LAMBDA_RUNTIME_API, _INITIALIZATION_TYPE, _LOG_STREAM_NAME) hold
+ * example values here: port 0, on-demand. Valid while the spec lives. */
 char *const *lv_spawn_spec_argv(const lv_spawn_spec_t *spec);
 char *const *lv_spawn_spec_env(const lv_spawn_spec_t *spec);
 
@@ -86,7 +101,8 @@ char *const *lv_spawn_spec_env(const lv_spawn_spec_t *spec);
 lv_spawner_t *lv_spawner_new(void);
 
 /* Stops the thread after the queued spawns (their results are still
- * posted) and frees it. */
+ * posted) and frees it. Waits for those spawns; no lv_spawner_spawn may
+ * run concurrently or afterwards. */
 void lv_spawner_free(lv_spawner_t *sp);
 
 /* Queues one start of spec (which must outlive the call only; what is

@@ -82,9 +82,9 @@ def test_check_unknown_key_lists_the_expected_ones(tmp_path):
     assert r.returncode == 1
     lines = r.stderr.splitlines()
     assert ("c.yaml:4:5: unknown key 'respnd' in route; expected one of: "
-            "match, name, respond, redirect, origin, cache, throttle, throttle_per_client, "
+            "match, name, respond, redirect, origin, function, cache, throttle, throttle_per_client, "
             "concurrency, queue") in lines, lines
-    assert "c.yaml:3:5: route has no target; add one of: respond, redirect, origin" in lines
+    assert "c.yaml:3:5: route has no target; add one of: respond, redirect, origin, function" in lines
 
 
 def test_check_missing_redirect_table_is_named(tmp_path):

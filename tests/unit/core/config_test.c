@@ -269,6 +269,14 @@ static void check_defaults(const char *yaml)
     CHECK_EQ(cfg.limits.request_timeout_ms, 30000);
     CHECK_EQ(cfg.num_origins, 0);
     CHECK_EQ(cfg.num_routes, 0);
+    CHECK(cfg.api_enabled);
+    CHECK_STR(cfg.api_listen.text, "127.0.0.1:4566");
+    CHECK_EQ(ntohs(((const struct sockaddr_in *)&cfg.api_listen.addr)->sin_port), 4566);
+    CHECK_EQ(cfg.api_listen.pos.line, 0);
+    CHECK_STR(cfg.data_dir, "levee-data");
+    CHECK(cfg.runtime_dir == NULL);
+    CHECK_EQ(cfg.num_functions, 0);
+    CHECK(cfg.functions == NULL);
     lv_config_free(&cfg);
 }
 
@@ -279,6 +287,8 @@ static void test_defaults(void)
     check_defaults("{}");
     check_defaults("---\n");
     check_defaults("admin:\nlimits: {}\ncache:\norigins:\nroutes: []\n");
+    check_defaults("api:\nfunctions:\n");
+    check_defaults("api: {}\nfunctions: {}\n");
 }
 
 static void test_route_defaults(void)
@@ -385,7 +395,8 @@ static const struct {
     {"? [a]\n: 1\n", "t.yaml:1:3: a key must be a single value, not a list"},
     /* keys */
     {"foo: 1\n", "t.yaml:1:1: unknown key 'foo' at top level; expected one of: listen, threads, "
-                 "admin, cache, log_level, shutdown_timeout, limits, origins, routes"},
+                 "admin, api, cache, log_level, shutdown_timeout, limits, data_dir, runtime_dir, "
+                 "origins, functions, routes"},
     {"threads: 1\nthreads: 2\n", "t.yaml:2:1: duplicate key 'threads' (first at 1:1)"},
     /* threads */
     {"threads: 0\n", "t.yaml:1:10: 'threads' must be 'auto' or a whole number from 1 to 256, "
@@ -472,12 +483,12 @@ static const struct {
                          "single value"},
     {"routes:\n  - respond: {}\n", "t.yaml:2:5: route is missing required key 'match'"},
     {"routes:\n  - match: GET /\n",
-     "t.yaml:2:5: route has no target; add one of: respond, redirect, origin"},
+     "t.yaml:2:5: route has no target; add one of: respond, redirect, origin, function"},
     {"routes:\n  - match: GET /\n    respond: {}\n    origin: http://x\n",
      "t.yaml:4:5: 'origin' conflicts with 'respond' at 3:5; a route has exactly one target"},
     {"routes:\n  - match: GET /\n    respond: {}\n    foo: 1\n",
      "t.yaml:4:5: unknown key 'foo' in route; expected one of: match, name, respond, redirect, "
-     "origin, cache, throttle, throttle_per_client, concurrency, queue"},
+     "origin, function, cache, throttle, throttle_per_client, concurrency, queue"},
     {"routes:\n  - match: GET /\n    name: ''\n    respond: {}\n",
      "t.yaml:3:11: 'name' must not be empty"},
     /* routes: match */
@@ -704,7 +715,8 @@ static void test_many_errors(void)
                 "256MiB, 1GiB, 10MB)\n"
                 "t.yaml:8:49: 'idle_timeout' must be greater than 0\n"
                 "t.yaml:9:1: unknown key 'bogus' at top level; expected one of: listen, threads, "
-                "admin, cache, log_level, shutdown_timeout, limits, origins, routes");
+                "admin, api, cache, log_level, shutdown_timeout, limits, data_dir, runtime_dir, "
+                "origins, functions, routes");
 }
 
 /* Values quoted back in messages are made printable and cut short. */
@@ -1095,6 +1107,635 @@ static void test_body_bytes(void)
     lv_config_free(&cfg);
 }
 
+/* ------------------------------------------------------------------ */
+/* functions (issue 4) */
+
+/* The example from the issue, as written there, with every field checked:
+ * those it sets and the defaults of those it leaves out. */
+static void test_functions_issue_example(void)
+{
+    const char *yaml =
+        "functions:\n"
+        "  checkout:\n"
+        "    runtime: nodejs                  # nodejs | python | provided | command\n"
+        "    handler: index.handler\n"
+        "    code: ./functions/checkout       # working directory and LAMBDA_TASK_ROOT\n"
+        "    # command: [npx, aws-lambda-ric, index.handler]   # for runtime: command\n"
+        "    env: { TABLE: orders }\n"
+        "    memory_mb: 256\n"
+        "    timeout: 10s\n"
+        "    concurrency: { max: 64, warm: 4 }            # reserved (ceiling) and provisioned\n"
+        "    idle_timeout: 5m                              # extra workers above `warm` stop\n"
+        "    schedule:                                     # pre-scale ahead of known spikes\n"
+        "      - { at: \"2026-11-27T15:00:00Z\", warm: 64, until: \"2026-11-27T16:00:00Z\" }\n"
+        "routes:\n"
+        "  - match: ANY /checkout/*\n"
+        "    function: checkout\n";
+    lv_config_t cfg;
+    lv_config_errors_t errs = {0};
+    int rc = load(yaml, &cfg, &errs);
+    char *msgs = joined(&errs);
+    CHECK_STR(msgs, "");
+    free(msgs);
+    CHECK_EQ(rc, 0);
+
+    CHECK_EQ(cfg.num_functions, 1);
+    const lv_config_function_t *fn = &cfg.functions[0];
+    CHECK_STR(fn->name, "checkout");
+    CHECK_EQ(fn->pos.line, 2);
+    CHECK_EQ(fn->pos.col, 3);
+    CHECK_EQ(fn->runtime, LV_RUNTIME_NODEJS);
+    CHECK_STR(fn->handler, "index.handler");
+    CHECK_STR(fn->code, "./functions/checkout"); /* load_string: relative to the cwd */
+    CHECK(fn->command == NULL);
+    CHECK_EQ(fn->num_command, 0);
+    CHECK_EQ(fn->num_env, 1);
+    CHECK_STR(fn->env[0].name, "TABLE");
+    CHECK_STR(fn->env[0].value, "orders");
+    CHECK_EQ(fn->memory_mb, 256);
+    CHECK_EQ(fn->timeout_ms, 10000);
+    CHECK_EQ(fn->init_timeout_ms, 10000);
+    CHECK_EQ(fn->max, 64);
+    CHECK_EQ(fn->warm, 4);
+    CHECK_EQ(fn->idle_timeout_ms, 300000);
+    CHECK(fn->queue.enabled);
+    CHECK_EQ(fn->queue.max, 1000);
+    CHECK_EQ(fn->queue.timeout_ms, 1000);
+    CHECK_EQ(fn->num_schedule, 1);
+    CHECK_EQ(fn->schedule[0].at_ms, 1795791600000);
+    CHECK_EQ(fn->schedule[0].until_ms, 1795795200000);
+    CHECK_EQ(fn->schedule[0].warm, 64);
+    CHECK_EQ(fn->schedule[0].pos.line, 13);
+    CHECK_EQ(fn->schedule[0].pos.col, 9);
+    CHECK_EQ(fn->async.retries, 2);
+    CHECK_EQ(fn->async.backoff_ms, 60000);
+    CHECK_STR(fn->async.on_failure, "levee-data/functions/checkout/dead-letter.jsonl");
+
+    CHECK_EQ(cfg.num_routes, 1);
+    const lv_config_route_t *r = &cfg.routes[0];
+    CHECK_EQ(r->kind, LV_TARGET_FUNCTION);
+    CHECK_EQ(r->function, 0);
+    CHECK_EQ(r->origin, -1);
+    CHECK_STR(r->name, "ANY /checkout/*");
+    CHECK(!r->cache.enabled);
+    CHECK_EQ(cfg.num_origins, 0);
+
+    CHECK(cfg.api_enabled);
+    CHECK_STR(cfg.api_listen.text, "127.0.0.1:4566");
+    CHECK_STR(cfg.data_dir, "levee-data");
+    CHECK(cfg.runtime_dir == NULL);
+    lv_config_free(&cfg);
+    CHECK(is_zeroed(&cfg));
+}
+
+/* Every key of a function, of api, data_dir and runtime_dir, in a file, so
+ * that paths resolve against its directory. data_dir comes after the
+ * functions: the default dead-letter path must still use it. */
+static void test_functions_all_keys(void)
+{
+    char path[160];
+    snprintf(path, sizeof path, "%s/fn.yaml", tmpdir);
+    write_file(path,
+               "api: { listen: 127.0.0.1:4567 }\n"
+               "runtime_dir: ../runtimes\n"
+               "routes:\n"
+               "  - match: POST /orders/{id}\n"
+               "    function: orders\n"
+               "    throttle: { rate: 50 }\n"
+               "    concurrency: 100\n"
+               "    queue: { max: 10, timeout: 1s }\n"
+               "  - match: GET /hi\n"
+               "    respond: {}\n"
+               "functions:\n"
+               "  checkout:\n"
+               "    runtime: python\n"
+               "    handler: app.main.handler\n"
+               "    code: /srv/checkout\n"
+               "    env: { PORT: 8080, DEBUG: true, EMPTY: '', PATH: /bin }\n"
+               "    memory_mb: 10240\n"
+               "    timeout: 15m\n"
+               "    init_timeout: 250ms\n"
+               "    schedule:\n"
+               "      - { at: \"2026-11-28T09:00:00.250+01:00\", warm: 8 }\n"
+               "      - at: 2026-11-27T10:00:00-05:30\n"
+               "        until: 2026-11-27T16:00:00.5Z\n"
+               "        warm: 0\n"
+               "    concurrency: { max: 4096, warm: 4096 }\n"
+               "    idle_timeout: 0\n"
+               "    queue: { max: 0, timeout: 900s }\n"
+               "    async: { retries: 0, backoff: 6h, on_failure: dlq/checkout.jsonl }\n"
+               "  orders:\n"
+               "    runtime: command\n"
+               "    code: .\n"
+               "    command: [npx, aws-lambda-ric, index.handler]\n"
+               "    handler: index.handler\n"
+               "  Bootstrap_2-x:\n"
+               "    runtime: provided\n"
+               "    code: ./bin/\n"
+               "    async: { backoff: 1s }\n"
+               "data_dir: ./state\n");
+    lv_config_t cfg;
+    lv_config_errors_t errs = {0};
+    int rc = lv_config_load(path, &cfg, &errs);
+    char *msgs = joined(&errs);
+    CHECK_STR(msgs, "");
+    free(msgs);
+    CHECK_EQ(rc, 0);
+    char *real = realpath(tmpdir, NULL);
+    char expected[320];
+
+    CHECK(cfg.api_enabled);
+    CHECK_STR(cfg.api_listen.text, "127.0.0.1:4567");
+    CHECK_EQ(ntohs(((const struct sockaddr_in *)&cfg.api_listen.addr)->sin_port), 4567);
+    CHECK_EQ(cfg.api_listen.pos.line, 1);
+    CHECK_EQ(cfg.api_listen.pos.col, 16);
+    snprintf(expected, sizeof expected, "%s/../runtimes", real);
+    CHECK_STR(cfg.runtime_dir, expected);
+    snprintf(expected, sizeof expected, "%s/state", real);
+    CHECK_STR(cfg.data_dir, expected);
+
+    CHECK_EQ(cfg.num_functions, 3);
+    const lv_config_function_t *fn = &cfg.functions[0];
+    CHECK_STR(fn->name, "checkout");
+    CHECK_EQ(fn->runtime, LV_RUNTIME_PYTHON);
+    CHECK_STR(fn->handler, "app.main.handler");
+    CHECK_STR(fn->code, "/srv/checkout");
+    CHECK_EQ(fn->num_env, 4);
+    CHECK_STR(fn->env[0].name, "PORT");
+    CHECK_STR(fn->env[0].value, "8080");
+    CHECK_STR(fn->env[1].name, "DEBUG");
+    CHECK_STR(fn->env[1].value, "true");
+    CHECK_STR(fn->env[2].name, "EMPTY");
+    CHECK_STR(fn->env[2].value, "");
+    CHECK_STR(fn->env[3].name, "PATH");
+    CHECK_STR(fn->env[3].value, "/bin");
+    CHECK_EQ(fn->memory_mb, 10240);
+    CHECK_EQ(fn->timeout_ms, 900000);
+    CHECK_EQ(fn->init_timeout_ms, 250);
+    CHECK_EQ(fn->max, 4096);
+    CHECK_EQ(fn->warm, 4096);
+    CHECK_EQ(fn->idle_timeout_ms, 0);
+    CHECK(fn->queue.enabled);
+    CHECK_EQ(fn->queue.max, 0);
+    CHECK_EQ(fn->queue.timeout_ms, 900000);
+    CHECK_EQ(fn->queue.pos.line, 27);
+    CHECK_EQ(fn->num_schedule, 2);
+    CHECK_EQ(fn->schedule[0].at_ms, 1795852800250);
+    CHECK_EQ(fn->schedule[0].until_ms, -1);
+    CHECK_EQ(fn->schedule[0].warm, 8);
+    CHECK_EQ(fn->schedule[1].at_ms, 1795793400000);
+    CHECK_EQ(fn->schedule[1].until_ms, 1795795200500);
+    CHECK_EQ(fn->schedule[1].warm, 0);
+    CHECK_EQ(fn->schedule[1].pos.line, 22);
+    CHECK_EQ(fn->schedule[1].pos.col, 9);
+    CHECK_EQ(fn->async.retries, 0);
+    CHECK_EQ(fn->async.backoff_ms, 6 * 3600 * 1000);
+    snprintf(expected, sizeof expected, "%s/dlq/checkout.jsonl", real);
+    CHECK_STR(fn->async.on_failure, expected);
+
+    fn = &cfg.functions[1];
+    CHECK_STR(fn->name, "orders");
+    CHECK_EQ(fn->runtime, LV_RUNTIME_COMMAND);
+    CHECK_STR(fn->handler, "index.handler");
+    CHECK_STR(fn->code, real);
+    CHECK_EQ(fn->num_command, 3);
+    CHECK_STR(fn->command[0], "npx");
+    CHECK_STR(fn->command[1], "aws-lambda-ric");
+    CHECK_STR(fn->command[2], "index.handler");
+    snprintf(expected, sizeof expected, "%s/state/functions/orders/dead-letter.jsonl", real);
+    CHECK_STR(fn->async.on_failure, expected);
+
+    fn = &cfg.functions[2];
+    CHECK_STR(fn->name, "Bootstrap_2-x");
+    CHECK_EQ(fn->runtime, LV_RUNTIME_PROVIDED);
+    CHECK(fn->handler == NULL);
+    snprintf(expected, sizeof expected, "%s/bin/", real);
+    CHECK_STR(fn->code, expected);
+    CHECK_EQ(fn->async.retries, 2);
+    CHECK_EQ(fn->async.backoff_ms, 1000);
+
+    /* A function route keeps the admission keys every route has. */
+    const lv_config_route_t *r = &cfg.routes[0];
+    CHECK_EQ(r->kind, LV_TARGET_FUNCTION);
+    CHECK_EQ(r->function, 1);
+    CHECK_EQ(r->origin, -1);
+    CHECK(r->throttle.enabled);
+    CHECK(r->throttle.rate == 50);
+    CHECK_EQ(r->concurrency, 100);
+    CHECK(r->queue.enabled);
+    CHECK_EQ(r->queue.max, 10);
+    CHECK_EQ(cfg.routes[1].kind, LV_TARGET_RESPOND);
+    CHECK_EQ(cfg.routes[1].function, -1);
+    free(real);
+    lv_config_free(&cfg);
+    CHECK(is_zeroed(&cfg));
+}
+
+static void test_function_defaults(void)
+{
+    lv_config_t cfg;
+    lv_config_errors_t errs = {0};
+    CHECK_EQ(load("functions:\n  f: { runtime: provided, code: . }\n"
+                  "routes:\n  - { match: GET /, origin: http://x }\n",
+                  &cfg, &errs),
+             0);
+    CHECK_EQ(errs.count, 0);
+    const lv_config_function_t *fn = &cfg.functions[0];
+    CHECK_STR(fn->name, "f");
+    CHECK_EQ(fn->runtime, LV_RUNTIME_PROVIDED);
+    CHECK(fn->handler == NULL);
+    CHECK_STR(fn->code, ".");
+    CHECK(fn->command == NULL);
+    CHECK_EQ(fn->num_command, 0);
+    CHECK(fn->env == NULL);
+    CHECK_EQ(fn->num_env, 0);
+    CHECK_EQ(fn->memory_mb, 128);
+    CHECK_EQ(fn->timeout_ms, 3000);
+    CHECK_EQ(fn->init_timeout_ms, 10000);
+    CHECK_EQ(fn->max, 16);
+    CHECK_EQ(fn->warm, 0);
+    CHECK_EQ(fn->idle_timeout_ms, 300000);
+    CHECK(fn->queue.enabled);
+    CHECK_EQ(fn->queue.max, 1000);
+    CHECK_EQ(fn->queue.timeout_ms, 1000);
+    CHECK_EQ(fn->queue.pos.line, 2);
+    CHECK(fn->schedule == NULL);
+    CHECK_EQ(fn->num_schedule, 0);
+    CHECK_EQ(fn->async.retries, 2);
+    CHECK_EQ(fn->async.backoff_ms, 60000);
+    CHECK_STR(fn->async.on_failure, "levee-data/functions/f/dead-letter.jsonl");
+    CHECK_EQ(cfg.routes[0].function, -1);
+    CHECK_EQ(cfg.routes[0].origin, 0);
+    lv_config_free(&cfg);
+
+    /* Empty sections mean the defaults; api can be switched off, which
+     * frees its port for the public side. */
+    CHECK_EQ(load("listen: 4566\napi: { listen: off }\nfunctions:\n"
+                  "  f:\n    runtime: provided\n    code: .\n    env:\n    schedule:\n"
+                  "    concurrency:\n    queue:\n    async:\n",
+                  &cfg, &errs),
+             0);
+    CHECK_EQ(errs.count, 0);
+    CHECK(!cfg.api_enabled);
+    CHECK_EQ(cfg.functions[0].num_env, 0);
+    CHECK_EQ(cfg.functions[0].num_schedule, 0);
+    CHECK_EQ(cfg.functions[0].max, 16);
+    CHECK_EQ(cfg.functions[0].queue.max, 1000);
+    CHECK_EQ(cfg.functions[0].async.retries, 2);
+    lv_config_free(&cfg);
+
+    /* warm may equal the default max; the two listeners may move. */
+    CHECK_EQ(load("admin: { listen: 4566 }\napi: { listen: 9901 }\nfunctions:\n"
+                  "  f: { runtime: provided, code: ., concurrency: { warm: 16 } }\n",
+                  &cfg, &errs),
+             0);
+    CHECK_EQ(errs.count, 0);
+    CHECK_EQ(cfg.functions[0].warm, 16);
+    lv_config_free(&cfg);
+}
+
+/* Routes may name functions defined later in the file, and functions with
+ * a bad name still exist, so routes naming them add no second message. */
+static void test_function_references(void)
+{
+    lv_config_t cfg;
+    lv_config_errors_t errs = {0};
+    CHECK_EQ(load("routes:\n"
+                  "  - { match: GET /a, function: b }\n"
+                  "  - { match: GET /b, function: a }\n"
+                  "  - { match: GET /c, function: a }\n"
+                  "functions:\n"
+                  "  a: { runtime: provided, code: . }\n"
+                  "  b: { runtime: provided, code: . }\n",
+                  &cfg, &errs),
+             0);
+    CHECK_EQ(errs.count, 0);
+    CHECK_EQ(cfg.routes[0].function, 1);
+    CHECK_EQ(cfg.routes[1].function, 0);
+    CHECK_EQ(cfg.routes[2].function, 0);
+    lv_config_free(&cfg);
+    CHECK_FAILS("routes: [{ match: GET /, function: a.b }]\n"
+                "functions: { a.b: { runtime: provided, code: . } }\n",
+                "t.yaml:2:14: invalid function name 'a.b'; use 1 to 64 letters, digits, '-' "
+                "and '_'");
+}
+
+static const struct {
+    const char *yaml, *expected;
+} function_error_cases[] = {
+    /* api, data_dir, runtime_dir */
+    {"api: { listen: 8080 }\n",
+     "t.yaml:1:16: api listen address '8080' is also a public listen address"},
+    {"listen: 4566\n", "t.yaml:1:9: listen address '4566' is the api address; use another or "
+                       "move api (api: { listen: ... })"},
+    {"api: { listen: 9901 }\n",
+     "t.yaml:1:16: api listen address '9901' is also the admin listen address"},
+    {"admin: { listen: 4566 }\n",
+     "t.yaml:1:18: admin listen address '4566' is the api address; use another or move api "
+     "(api: { listen: ... })"},
+    {"api: { listen: nowhere }\n",
+     "t.yaml:1:16: invalid listen address 'nowhere' (use e.g. 127.0.0.1:8080, [::1]:8080, "
+     "*:8080 or 8080)"},
+    {"api: { port: 1 }\n", "t.yaml:1:8: unknown key 'port' in api; expected one of: listen"},
+    {"data_dir: ''\n", "t.yaml:1:11: 'data_dir' must not be empty"},
+    {"data_dir:\n", "t.yaml:1:10: 'data_dir' has no value"},
+    {"runtime_dir: [a]\n", "t.yaml:1:14: 'runtime_dir' must be a single value, not a list"},
+    /* functions: shape and names */
+    {"functions: [a]\n", "t.yaml:1:12: 'functions' must be a mapping, not a list"},
+    {"functions: { f: [] }\n", "t.yaml:1:17: 'f' must be a mapping, not a list"},
+    {"functions: { 'a b': { runtime: provided, code: . } }\n",
+     "t.yaml:1:14: invalid function name 'a b'; use 1 to 64 letters, digits, '-' and '_'"},
+    {"functions:\n  "
+     "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa: "
+     "{ runtime: provided, code: . }\n",
+     "t.yaml:2:3: invalid function name "
+     "'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa...'; use 1 to 64 letters, "
+     "digits, '-' and '_'"},
+    {"functions: { '': { runtime: provided, code: . } }\n",
+     "t.yaml:1:14: invalid function name ''; use 1 to 64 letters, digits, '-' and '_'"},
+    {"functions:\n  f: { runtime: provided, code: . }\n  f: { runtime: provided, code: . }\n",
+     "t.yaml:3:3: duplicate key 'f' (first at 2:3)"},
+    {"functions:\n  f: { runtime: provided, code: ., memory: 1 }\n",
+     "t.yaml:2:36: unknown key 'memory' in function; expected one of: runtime, handler, code, "
+     "command, env, memory_mb, timeout, init_timeout, concurrency, idle_timeout, queue, "
+     "schedule, async"},
+    /* required keys */
+    {"functions:\n  f: { code: . }\n",
+     "t.yaml:2:6: function 'f' is missing required key 'runtime'"},
+    {"functions:\n  f: { runtime: provided }\n",
+     "t.yaml:2:6: function 'f' is missing required key 'code'"},
+    {"functions:\n  f: {}\n",
+     "t.yaml:2:6: function 'f' is missing required key 'runtime'\n"
+     "t.yaml:2:6: function 'f' is missing required key 'code'"},
+    {"functions:\n  f: { runtime: java, code: . }\n",
+     "t.yaml:2:17: 'runtime' must be one of nodejs, python, provided, command; got 'java'"},
+    {"functions:\n  f: { runtime: nodejs, code: . }\n",
+     "t.yaml:2:6: function 'f': handler is required for runtime nodejs (e.g. handler: "
+     "index.handler)"},
+    {"functions:\n  f: { runtime: python, code: . }\n",
+     "t.yaml:2:6: function 'f': handler is required for runtime python (e.g. handler: "
+     "index.handler)"},
+    {"functions:\n  f: { runtime: command, code: . }\n",
+     "t.yaml:2:6: function 'f': command is required for runtime command (e.g. command: [npx, "
+     "aws-lambda-ric, index.handler])"},
+    {"functions:\n  f: { code: '' }\n",
+     "t.yaml:2:6: function 'f' is missing required key 'runtime'\n"
+     "t.yaml:2:14: 'code' must not be empty"},
+    /* handler */
+    {"functions:\n  f: { handler: main, runtime: python, code: . }\n",
+     "t.yaml:2:17: 'handler' must be module.function for runtime python (e.g. index.handler), "
+     "got 'main'"},
+    {"functions:\n  f: { runtime: nodejs, code: ., handler: .handler }\n",
+     "t.yaml:2:43: 'handler' must be module.function for runtime nodejs (e.g. index.handler), "
+     "got '.handler'"},
+    {"functions:\n  f: { runtime: nodejs, code: ., handler: index. }\n",
+     "t.yaml:2:43: 'handler' must be module.function for runtime nodejs (e.g. index.handler), "
+     "got 'index.'"},
+    {"functions:\n  f: { runtime: provided, code: ., handler: '' }\n",
+     "t.yaml:2:45: 'handler' must not be empty"},
+    {"functions:\n  f: { runtime: provided, code: ., handler: \"a\\nb\" }\n",
+     "t.yaml:2:45: 'handler' must not contain control characters"},
+    /* command */
+    {"functions:\n  f: { command: [x], runtime: provided, code: . }\n",
+     "t.yaml:2:8: 'command' is only allowed with runtime command, not provided"},
+    {"functions:\n  f: { runtime: command, code: ., command: [] }\n",
+     "t.yaml:2:44: 'command' needs at least one item (the program to run)"},
+    {"functions:\n  f: { runtime: command, code: ., command: npx x }\n",
+     "t.yaml:2:44: 'command' must be a list, not a single value"},
+    {"functions:\n  f: { runtime: command, code: ., command: ['', x] }\n",
+     "t.yaml:2:45: the program (first item of 'command') must not be empty"},
+    {"functions:\n  f: { runtime: command, code: ., command: [x, [y], ~] }\n",
+     "t.yaml:2:48: 'command' must be a single value, not a list\n"
+     "t.yaml:2:53: 'command' has no value"},
+    /* env */
+    {"functions:\n  f: { runtime: provided, code: ., env: { AWS_LAMBDA_RUNTIME_API: x } }\n",
+     "t.yaml:2:43: env: AWS_LAMBDA_RUNTIME_API is reserved (levee sets it for every worker)"},
+    {"functions:\n  f: { runtime: provided, code: ., env: { _HANDLER: x, LAMBDA_TASK_ROOT: y } }\n",
+     "t.yaml:2:43: env: _HANDLER is reserved (levee sets it for every worker)\n"
+     "t.yaml:2:56: env: LAMBDA_TASK_ROOT is reserved (levee sets it for every worker)"},
+    {"functions:\n  f: { runtime: provided, code: ., env: { 1A: x, A-B: y } }\n",
+     "t.yaml:2:43: invalid environment variable name '1A' (use letters, digits and '_', not "
+     "starting with a digit)\n"
+     "t.yaml:2:50: invalid environment variable name 'A-B' (use letters, digits and '_', not "
+     "starting with a digit)"},
+    {"functions:\n  f: { runtime: provided, code: ., env: { A: , B: [x] } }\n",
+     "t.yaml:2:46: 'A' has no value\n"
+     "t.yaml:2:51: 'B' must be a single value, not a list"},
+    {"functions:\n  f: { runtime: provided, code: ., env: { A: 1, A: 2 } }\n",
+     "t.yaml:2:49: duplicate key 'A' (first at 2:43)"},
+    {"functions:\n  f: { runtime: provided, code: ., env: [A] }\n",
+     "t.yaml:2:41: 'env' must be a mapping, not a list"},
+    /* numbers and durations */
+    {"functions:\n  f: { runtime: provided, code: ., memory_mb: 8 }\n",
+     "t.yaml:2:47: 'memory_mb' must be a whole number from 16 to 10240, got '8'"},
+    {"functions:\n  f: { runtime: provided, code: ., memory_mb: 10241 }\n",
+     "t.yaml:2:47: 'memory_mb' must be a whole number from 16 to 10240, got '10241'"},
+    {"functions:\n  f: { runtime: provided, code: ., timeout: 0 }\n",
+     "t.yaml:2:45: 'timeout' must be greater than 0"},
+    {"functions:\n  f: { runtime: provided, code: ., timeout: 901s }\n",
+     "t.yaml:2:45: 'timeout' must be at most 900s"},
+    {"functions:\n  f: { runtime: provided, code: ., init_timeout: 16m }\n",
+     "t.yaml:2:50: 'init_timeout' must be at most 900s"},
+    {"functions:\n  f: { runtime: provided, code: ., idle_timeout: soon }\n",
+     "t.yaml:2:50: 'idle_timeout': invalid duration 'soon' (use e.g. 250ms, 10s, 5m, 2h, 1d)"},
+    /* concurrency */
+    {"functions:\n  f: { runtime: provided, code: ., concurrency: { max: 0 } }\n",
+     "t.yaml:2:56: 'max' must be a whole number from 1 to 4096, got '0'"},
+    {"functions:\n  f: { runtime: provided, code: ., concurrency: { max: 4097, warm: 9999 } }\n",
+     "t.yaml:2:56: 'max' must be a whole number from 1 to 4096, got '4097'\n"
+     "t.yaml:2:68: 'warm' must be a whole number from 0 to 4096, got '9999'"},
+    {"functions:\n  f: { runtime: provided, code: ., concurrency: { warm: 8, max: 4 } }\n",
+     "t.yaml:2:57: 'warm' (8) must not be more than 'max' (4)"},
+    {"functions:\n  f: { runtime: provided, code: ., concurrency: { warm: 17 } }\n",
+     "t.yaml:2:57: 'warm' (17) must not be more than 'max' (16, the default)"},
+    {"functions:\n  f: { runtime: provided, code: ., concurrency: { max: x, warm: 17 } }\n",
+     "t.yaml:2:56: 'max' must be a whole number from 1 to 4096, got 'x'"},
+    {"functions:\n  f: { runtime: provided, code: ., concurrency: 4 }\n",
+     "t.yaml:2:49: 'concurrency' must be a mapping, not a single value"},
+    {"functions:\n  f: { runtime: provided, code: ., concurrency: { min: 1 } }\n",
+     "t.yaml:2:51: unknown key 'min' in function concurrency; expected one of: max, warm"},
+    /* queue */
+    {"functions:\n  f: { runtime: provided, code: ., queue: { max: -1, timeout: 0 } }\n",
+     "t.yaml:2:50: 'max' must be a whole number from 0 to 10000000, got '-1'\n"
+     "t.yaml:2:63: 'timeout' must be greater than 0"},
+    {"functions:\n  f: { runtime: provided, code: ., queue: { timeout: 901s } }\n",
+     "t.yaml:2:54: 'timeout' must be at most 900s"},
+    {"functions:\n  f: { runtime: provided, code: ., queue: { depth: 1 } }\n",
+     "t.yaml:2:45: unknown key 'depth' in function queue; expected one of: max, timeout"},
+    /* schedule */
+    {"functions:\n  f: { runtime: provided, code: ., schedule: { at: x } }\n",
+     "t.yaml:2:46: 'schedule' must be a list, not a mapping"},
+    {"functions:\n  f: { runtime: provided, code: ., schedule: [3, ~] }\n",
+     "t.yaml:2:47: a schedule entry must be a mapping like { at: 2026-11-27T15:00:00Z, warm: 8 "
+     "}, not a single value\n"
+     "t.yaml:2:50: a schedule entry must be a mapping like { at: 2026-11-27T15:00:00Z, warm: 8 "
+     "}, not an empty value"},
+    {"functions:\n  f: { runtime: provided, code: ., schedule: [{ warm: 2 }, { at: "
+     "2026-01-01T00:00:00Z }] }\n",
+     "t.yaml:2:47: schedule entry is missing required key 'at'\n"
+     "t.yaml:2:60: schedule entry is missing required key 'warm'"},
+    {"functions:\n  f: { runtime: provided, code: ., schedule: [{ at: 2026-01-01T00:00:00Z, "
+     "warm: 2, until: 2026-01-01T00:00:00Z }] }\n",
+     "t.yaml:2:91: 'until' must be later than 'at'"},
+    {"functions:\n  f: { runtime: provided, code: ., schedule: [{ at: 2026-01-01T01:00:00Z, "
+     "warm: 2, until: 2026-01-01T01:30:00+01:00 }] }\n",
+     "t.yaml:2:91: 'until' must be later than 'at'"},
+    {"functions:\n  f: { runtime: provided, code: ., schedule: [{ at: 2026-13-01T00:00:00Z, "
+     "warm: 2 }] }\n",
+     "t.yaml:2:53: 'at': invalid time '2026-13-01T00:00:00Z': the month must be 01 to 12 (use "
+     "RFC 3339, e.g. 2026-11-27T15:00:00Z)"},
+    {"functions:\n  f: { runtime: provided, code: ., schedule: [{ at: 2026-01-32T00:00:00Z, "
+     "warm: 2 }] }\n",
+     "t.yaml:2:53: 'at': invalid time '2026-01-32T00:00:00Z': that day does not exist in that "
+     "month (use RFC 3339, e.g. 2026-11-27T15:00:00Z)"},
+    {"functions:\n  f: { runtime: provided, code: ., schedule: [{ at: '2026-01-01 00:00:00Z', "
+     "warm: 2 }] }\n",
+     "t.yaml:2:53: 'at': invalid time '2026-01-01 00:00:00Z': expected 'T' between the date and "
+     "the time (2026-11-27T15:00:00Z) (use RFC 3339, e.g. 2026-11-27T15:00:00Z)"},
+    {"functions:\n  f: { runtime: provided, code: ., schedule: [{ at: 2026-01-01T00:00:00Zx, "
+     "warm: 2 }] }\n",
+     "t.yaml:2:53: 'at': invalid time '2026-01-01T00:00:00Zx': unexpected text after the time "
+     "zone (use RFC 3339, e.g. 2026-11-27T15:00:00Z)"},
+    {"functions:\n  f: { runtime: provided, code: ., schedule: [{ at: 2026-01-01T00:00:00Z, "
+     "warm: 2, until: 2026-01-01T10:00:00 }] }\n",
+     "t.yaml:2:91: 'until': invalid time '2026-01-01T10:00:00': the time zone is missing: end "
+     "with Z (UTC) or an offset like +01:00 (use RFC 3339, e.g. 2026-11-27T15:00:00Z)"},
+    {"functions:\n  f: { runtime: provided, code: ., schedule: [{ at: 2026-01-01T00:00:00Z, "
+     "warm: -1, when: 1 }] }\n",
+     "t.yaml:2:81: 'warm' must be a whole number from 0 to 4096, got '-1'\n"
+     "t.yaml:2:85: unknown key 'when' in schedule entry; expected one of: at, warm, until"},
+    /* schedule warm against concurrency.max, whichever comes first */
+    {"functions:\n  f:\n    runtime: provided\n    code: .\n"
+     "    schedule: [{ at: 2026-01-01T00:00:00Z, warm: 64 }]\n"
+     "    concurrency: { max: 32 }\n",
+     "t.yaml:5:50: schedule 'warm' (64) must not be more than concurrency.max (32)"},
+    {"functions:\n  f:\n    runtime: provided\n    code: .\n"
+     "    schedule: [{ at: 2026-01-01T00:00:00Z, warm: 17 }, { at: 2026-01-02T00:00:00Z, "
+     "warm: 16 }]\n",
+     "t.yaml:5:50: schedule 'warm' (17) must not be more than concurrency.max (16)"},
+    {"functions:\n  f:\n    runtime: provided\n    code: .\n"
+     "    concurrency: { max: 0 }\n"
+     "    schedule: [{ at: 2026-01-01T00:00:00Z, warm: 64 }]\n",
+     "t.yaml:5:25: 'max' must be a whole number from 1 to 4096, got '0'"},
+    /* async */
+    {"functions:\n  f: { runtime: provided, code: ., async: { retries: 3 } }\n",
+     "t.yaml:2:54: 'retries' must be a whole number from 0 to 2, got '3'"},
+    {"functions:\n  f: { runtime: provided, code: ., async: { backoff: 0 } }\n",
+     "t.yaml:2:54: 'backoff' must be greater than 0"},
+    {"functions:\n  f: { runtime: provided, code: ., async: { backoff: 7h } }\n",
+     "t.yaml:2:54: 'backoff' must be at most 21600s"},
+    {"functions:\n  f: { runtime: provided, code: ., async: { on_failure: '' } }\n",
+     "t.yaml:2:57: 'on_failure' must not be empty"},
+    {"functions:\n  f: { runtime: provided, code: ., async: { destination: x } }\n",
+     "t.yaml:2:45: unknown key 'destination' in function async; expected one of: retries, "
+     "backoff, on_failure"},
+    /* routes to functions */
+    {"routes:\n- match: GET /\n  function: nope\n",
+     "t.yaml:3:13: unknown function 'nope' (not defined under functions:)"},
+    {"routes:\n- match: GET /\n  function: ''\n", "t.yaml:3:13: 'function' must not be empty"},
+    {"routes:\n- match: GET /\n  function: [f]\n",
+     "t.yaml:3:13: 'function' must be a single value, not a list"},
+    {"functions: { f: { runtime: provided, code: . } }\n"
+     "routes:\n- match: GET /\n  function: f\n  origin: http://x\n",
+     "t.yaml:5:3: 'origin' conflicts with 'function' at 4:3; a route has exactly one target"},
+    {"functions: { f: { runtime: provided, code: . } }\n"
+     "routes:\n- match: GET /\n  function: f\n  cache: { ttl: 1s }\n",
+     "t.yaml:5:3: 'cache' is not supported on function routes yet"},
+    {"functions: { f: { runtime: provided, code: . } }\n"
+     "routes:\n- match: GET /\n  function: f\n  queue: { max: 1 }\n",
+     "t.yaml:5:10: 'queue' needs 'concurrency' on the same route (requests queue for a slot)"},
+};
+
+static void test_function_error_cases(void)
+{
+    size_t n = sizeof function_error_cases / sizeof function_error_cases[0], failed = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!fails_with(function_error_cases[i].yaml, function_error_cases[i].expected))
+            failed++;
+    CHECK_EQ(failed, 0);
+}
+
+/* The RFC 3339 parser on its own: what it accepts, to the millisecond, and
+ * why it refuses the rest. */
+static void test_times(void)
+{
+    static const struct {
+        const char *text;
+        int64_t ms;      /* when accepted */
+        const char *why; /* NULL: accepted */
+    } cases[] = {
+        {"2026-11-27T15:00:00Z", 1795791600000, NULL},
+        {"2026-11-27t15:00:00z", 1795791600000, NULL},
+        {"2026-11-27T16:00:00+01:00", 1795791600000, NULL},
+        {"2026-11-27T10:00:00-05:30", 1795793400000, NULL},
+        {"2026-11-27T15:00:00.5Z", 1795791600500, NULL},
+        {"2026-11-27T15:00:00.123456Z", 1795791600123, NULL},
+        {"2026-11-28T09:00:00.250+01:00", 1795852800250, NULL},
+        {"2028-02-29T23:59:59Z", 1835481599000, NULL},
+        {"1970-01-01T00:00:00Z", 0, NULL},
+        {"1970-01-01T00:30:00+00:30", 0, NULL},
+        {"9999-12-31T23:59:59.999Z", 253402300799999, NULL},
+        {"2026-13-01T00:00:00Z", 0, "the month must be 01 to 12"},
+        {"2026-00-01T00:00:00Z", 0, "the month must be 01 to 12"},
+        {"2026-01-32T00:00:00Z", 0, "that day does not exist in that month"},
+        {"2026-04-31T00:00:00Z", 0, "that day does not exist in that month"},
+        {"2026-02-29T00:00:00Z", 0, "that day does not exist in that month"},
+        {"2100-02-29T00:00:00Z", 0, "that day does not exist in that month"},
+        {"2026-01-00T00:00:00Z", 0, "that day does not exist in that month"},
+        {"1969-12-31T23:59:59Z", 0, "the year must be 1970 or later"},
+        {"1970-01-01T00:00:00+00:01", 0, "the time must not be before 1970-01-01T00:00:00Z"},
+        {"2026-01-01T24:00:00Z", 0, "the hour must be 00 to 23"},
+        {"2026-01-01T00:60:00Z", 0, "the minutes must be 00 to 59"},
+        {"2026-01-01T00:00:60Z", 0, "the seconds must be 00 to 59"},
+        {"2026-01-01 00:00:00Z", 0,
+         "expected 'T' between the date and the time (2026-11-27T15:00:00Z)"},
+        {"2026-01-01", 0, "expected 'T' between the date and the time (2026-11-27T15:00:00Z)"},
+        {"2026-01-01T", 0, "expected a time of day like 15:00:00 (HH:MM:SS) after the 'T'"},
+        {"2026-01-01T15:00Z", 0, "expected a time of day like 15:00:00 (HH:MM:SS) after the 'T'"},
+        {"2026-01-01T1:00:00Z", 0,
+         "expected a time of day like 15:00:00 (HH:MM:SS) after the 'T'"},
+        {"2026-1-01T00:00:00Z", 0, "expected a date like 2026-11-27 (YYYY-MM-DD)"},
+        {"26-01-01T00:00:00Z", 0, "expected a date like 2026-11-27 (YYYY-MM-DD)"},
+        {"+2026-01-01T00:00:00Z", 0, "expected a date like 2026-11-27 (YYYY-MM-DD)"},
+        {" 2026-01-01T00:00:00Z", 0, "expected a date like 2026-11-27 (YYYY-MM-DD)"},
+        {"", 0, "expected a date like 2026-11-27 (YYYY-MM-DD)"},
+        {"tomorrow", 0, "expected a date like 2026-11-27 (YYYY-MM-DD)"},
+        {"2026-01-01T00:00:00", 0,
+         "the time zone is missing: end with Z (UTC) or an offset like +01:00"},
+        {"2026-01-01T00:00:00.Z", 0, "expected digits after the '.'"},
+        {"2026-01-01T00:00:00Zx", 0, "unexpected text after the time zone"},
+        {"2026-01-01T00:00:00Z ", 0, "unexpected text after the time zone"},
+        {"2026-01-01T00:00:00+01:00Z", 0, "unexpected text after the time zone"},
+        {"2026-01-01T00:00:00 Z", 0, "expected Z or an offset like +01:00 after the time"},
+        {"2026-01-01T00:00:00UTC", 0, "expected Z or an offset like +01:00 after the time"},
+        {"2026-01-01T00:00:00+1:00", 0, "expected an offset like +01:00 or -05:30"},
+        {"2026-01-01T00:00:00+0100", 0, "expected an offset like +01:00 or -05:30"},
+        {"2026-01-01T00:00:00+", 0, "expected an offset like +01:00 or -05:30"},
+        {"2026-01-01T00:00:00+24:00", 0, "the offset must be at most 23:59"},
+        {"2026-01-01T00:00:00-00:60", 0, "the offset must be at most 23:59"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int64_t ms = -7;
+        const char *why = NULL;
+        int rc = lv_config_parse_time(cases[i].text, &ms, &why);
+        if (cases[i].why) {
+            if (rc != -1 || !why || strcmp(why, cases[i].why) != 0)
+                fprintf(stderr, "  '%s': %s\n", cases[i].text, why ? why : "accepted");
+            CHECK_EQ(rc, -1);
+            CHECK_EQ(ms, -7);
+            CHECK_STR(why, cases[i].why);
+        } else {
+            if (rc != 0)
+                fprintf(stderr, "  '%s': %s\n", cases[i].text, why);
+            CHECK_EQ(rc, 0);
+            CHECK_EQ(ms, cases[i].ms);
+        }
+    }
+    int64_t ms = 0;
+    CHECK_EQ(lv_config_parse_time(NULL, &ms, NULL), -1);
+    CHECK_EQ(lv_config_parse_time("x", &ms, NULL), -1);
+}
+
 int main(void)
 {
     make_tmpdir();
@@ -1119,6 +1760,12 @@ int main(void)
     LV_RUN(test_error_formatting);
     LV_RUN(test_errors_accumulate);
     LV_RUN(test_body_bytes);
+    LV_RUN(test_functions_issue_example);
+    LV_RUN(test_functions_all_keys);
+    LV_RUN(test_function_defaults);
+    LV_RUN(test_function_references);
+    LV_RUN(test_function_error_cases);
+    LV_RUN(test_times);
     remove_tmpdir();
     return lv_test_summary();
 }
