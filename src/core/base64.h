@@ -12,10 +12,14 @@
 /* Appends the encoding of in to out. */
 void lv_base64_encode(lv_slice_t in, lv_buf_t *out);
 
-/* Appends the decoding of in to out. Padding is required when the input
- * length is not a multiple of 4 only if `strict`; whitespace is never
- * accepted. Returns 0, or -1 on a bad character, bad padding or impossible
- * length, with out restored to its length on entry. */
+/* Appends the decoding of in to out. With `strict`, only the canonical
+ * encoding is accepted: the length is a multiple of 4 with '=' padding, and
+ * the unused bits of the last character are zero, so encode(decode(x)) == x.
+ * Without it, padding may be left out (but if present must be right) and
+ * unused bits are ignored, as most decoders do. Either way whitespace, line
+ * breaks, '=' before the end and a lone character in the last group (length
+ * % 4 == 1) are rejected. Returns 0, or -1 with out holding exactly what it
+ * held on entry. The empty input decodes to nothing. */
 int lv_base64_decode(lv_slice_t in, lv_buf_t *out, bool strict);
 
 /* Bytes lv_base64_encode appends for n input bytes. */

@@ -8,8 +8,9 @@
  * names and values percent-decoded), pathParameters, requestContext
  * (accountId, apiId, domainName, domainPrefix, http{method, path, protocol,
  * sourceIp, userAgent}, requestId, routeKey, stage "$default", time,
- * timeEpoch), body and isBase64Encoded (true unless the body is valid UTF-8
- * text; then it is base64). Members with nothing to say (no cookies, no
+ * timeEpoch), body and isBase64Encoded (false when the body is valid UTF-8
+ * without NUL and sent as a string; otherwise it is sent base64 and the flag
+ * is true). Members with nothing to say (no cookies, no
  * query, no path parameters, no body) are left out, as API Gateway does.
  *
  * lv_apigw_answer maps what the handler returned, as API Gateway does: a

@@ -46,7 +46,7 @@ static int lv_test_failed_now, lv_tests_passed, lv_tests_failed;
 #define CHECK_SLICE(s, str)                                             \
     do {                                                                \
         lv_slice_t s_ = (s); const char *c_ = (str);                    \
-        if (s_.len != strlen(c_) || memcmp(s_.ptr, c_, s_.len) != 0)    \
+        if (s_.len != strlen(c_) || (s_.len && memcmp(s_.ptr, c_, s_.len) != 0)) \
             LV_FAIL_("%s == \"%s\" (got \"%.*s\")", #s, c_,             \
                      (int)s_.len, s_.ptr ? s_.ptr : "");                \
     } while (0)
