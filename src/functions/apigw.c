@@ -2,7 +2,7 @@
  *
  * The event is built on every function request, so it is written as JSON
  * text straight into the caller's buffer rather than through a JSON tree.
- * Every string goes through one escaper (json_chars) that copies plain
+ * Every string goes through one escaper (lv_json_chars) that copies plain
  * ASCII eight bytes at a time, escapes what RFC 8259 requires (quote,
  * backslash, control characters as \u00XX or their short forms) and
  * replaces each maximal ill-formed UTF-8 subsequence (Unicode 15, section
@@ -32,6 +32,8 @@
 #include <string.h>
 
 #include "core/base64.h"
+#include "core/hex.h"
+#include "core/json_text.h"
 #include "core/mem.h"
 
 /* Appends a string literal. Most of an event is short literals between the
@@ -51,137 +53,10 @@ static inline void put_bytes(lv_buf_t *b, const char *p, size_t n)
 
 /* ---- JSON text ---------------------------------------------------------- */
 
-/* Length of the well-formed UTF-8 sequence at p (1 to 4 bytes), or minus the
- * length of the maximal ill-formed prefix there, which becomes one U+FFFD.
- * The ranges are those of Unicode table 3-7: no overlong forms, no
- * surrogates, nothing above U+10FFFF. n >= 1. */
-static int utf8_seq(const unsigned char *p, size_t n)
-{
-    unsigned c = p[0];
-    if (c < 0x80)
-        return 1;
-    int need;
-    unsigned lo = 0x80, hi = 0xbf; /* allowed range of the second byte */
-    if (c >= 0xc2 && c <= 0xdf) {
-        need = 1;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        need = 2;
-        if (c == 0xe0)
-            lo = 0xa0;
-        else if (c == 0xed)
-            hi = 0x9f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        need = 3;
-        if (c == 0xf0)
-            lo = 0x90;
-        else if (c == 0xf4)
-            hi = 0x8f;
-    } else {
-        return -1;
-    }
-    for (int i = 1; i <= need; i++) {
-        if ((size_t)i >= n || p[i] < lo || p[i] > hi)
-            return -i;
-        lo = 0x80;
-        hi = 0xbf;
-    }
-    return need + 1;
-}
-
-/* True for bytes a JSON string can hold as they are. DEL is allowed. */
-static inline bool json_plain(unsigned char c)
-{
-    return c >= 0x20 && c < 0x80 && c != '"' && c != '\\';
-}
-
-/* True if any of the 8 bytes in x is not json_plain: non-ASCII, a control
- * character, '"' or '\\'. Most header values and bodies are plain ASCII;
- * testing a word at a time lets those be copied 8 bytes per step. The
- * zero-byte test is the classic (v - 0x01..) & ~v & 0x80.. one, exact for
- * the yes/no answer. */
-static inline bool needs_care(uint64_t x)
-{
-    const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
-    uint64_t quote = x ^ (ones * '"'), backslash = x ^ (ones * '\\');
-    uint64_t zero_quote = (quote - ones) & ~quote;
-    uint64_t zero_backslash = (backslash - ones) & ~backslash;
-    uint64_t below_space = (x - ones * 0x20) & ~x;
-    return ((x | zero_quote | zero_backslash | below_space) & highs) != 0;
-}
-
-/* Appends the escaped contents of a JSON string (no quotes). With lower,
- * ASCII letters are lower-cased (header names).
- *
- * No input byte turns into more than 6 output bytes (\u00XX), so reserving
- * 6 per byte lets the loop write to the tail without checks. Long inputs
- * (bodies) are taken a block at a time so that bound never means reserving
- * six times a megabyte. A UTF-8 sequence may run up to 3 bytes past a block;
- * it still writes no more than its own length, inside the reserve. */
-static void json_chars(lv_buf_t *b, const char *s, size_t n, bool lower)
-{
-    enum { BLOCK = 4096, WORST = 6 };
-    static const char hex[] = "0123456789abcdef";
-    const unsigned char *p = (const unsigned char *)s;
-    size_t i = 0;
-    while (i < n) {
-        size_t stop = n - i < BLOCK ? n : i + BLOCK;
-        lv_buf_reserve(b, (stop - i) * WORST);
-        char *start = lv_buf_tail(b), *d = start;
-        while (i < stop) {
-            if (!lower && stop - i >= 8) {
-                uint64_t x;
-                memcpy(&x, p + i, 8);
-                if (!needs_care(x)) {
-                    memcpy(d, &x, 8);
-                    d += 8;
-                    i += 8;
-                    continue;
-                }
-            }
-            unsigned char c = p[i];
-            if (json_plain(c)) {
-                *d++ = (char)(lower && c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c);
-                i++;
-                continue;
-            }
-            if (c >= 0x80) {
-                int k = utf8_seq(p + i, n - i);
-                if (k > 0) {
-                    memcpy(d, p + i, (size_t)k);
-                    d += k;
-                    i += (size_t)k;
-                } else {
-                    memcpy(d, "\xef\xbf\xbd", 3);
-                    d += 3;
-                    i += (size_t)-k;
-                }
-                continue;
-            }
-            i++;
-            *d++ = '\\';
-            switch (c) {
-            case '"': *d++ = '"'; break;
-            case '\\': *d++ = '\\'; break;
-            case '\b': *d++ = 'b'; break;
-            case '\f': *d++ = 'f'; break;
-            case '\n': *d++ = 'n'; break;
-            case '\r': *d++ = 'r'; break;
-            case '\t': *d++ = 't'; break;
-            default:
-                memcpy(d, "u00", 3);
-                d[3] = hex[c >> 4];
-                d[4] = hex[c & 15];
-                d += 5;
-            }
-        }
-        lv_buf_commit(b, (size_t)(d - start));
-    }
-}
-
 static void json_str(lv_buf_t *b, lv_slice_t s)
 {
     PUT(b, "\"");
-    json_chars(b, s.ptr, s.len, false);
+    lv_json_chars(b, s.ptr, s.len, false);
     PUT(b, "\"");
 }
 
@@ -195,47 +70,7 @@ static void json_i64(lv_buf_t *b, int64_t v)
     }
 }
 
-/* True if the bytes can go into the event as a JSON string without loss. */
-static bool is_text(const char *s, size_t n)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
-    size_t i = 0;
-    while (i < n) {
-        if (n - i >= 8) {
-            uint64_t x;
-            memcpy(&x, p + i, 8);
-            if (!((x | ((x - ones) & ~x)) & highs)) { /* all ASCII, no NUL */
-                i += 8;
-                continue;
-            }
-        }
-        if (p[i] >= 0x80) {
-            int k = utf8_seq(p + i, n - i);
-            if (k < 0)
-                return false;
-            i += (size_t)k;
-        } else if (p[i] == 0) {
-            return false;
-        } else {
-            i++;
-        }
-    }
-    return true;
-}
-
 /* ---- Request pieces ----------------------------------------------------- */
-
-static int hex_digit(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
 /* Decodes %XX escapes of in into dst (room for in.len bytes), and '+' to a
  * space when plus_space (query strings). A '%' without two hex digits after
@@ -246,8 +81,10 @@ static size_t percent_decode(lv_slice_t in, char *dst, bool plus_space)
     const unsigned char *p = (const unsigned char *)in.ptr;
     size_t o = 0;
     for (size_t i = 0; i < in.len; i++) {
-        if (p[i] == '%' && i + 2 < in.len && hex_digit(p[i + 1]) >= 0 && hex_digit(p[i + 2]) >= 0) {
-            dst[o++] = (char)(hex_digit(p[i + 1]) << 4 | hex_digit(p[i + 2]));
+        int hi = p[i] == '%' && i + 2 < in.len ? lv_hex_value(p[i + 1]) : -1;
+        int lo = hi >= 0 ? lv_hex_value(p[i + 2]) : -1;
+        if (lo >= 0) {
+            dst[o++] = (char)(hi << 4 | lo);
             i += 2;
         } else if (p[i] == '+' && plus_space) {
             dst[o++] = ' ';
@@ -336,14 +173,14 @@ static void put_headers(lv_buf_t *out, const lv_http_request_t *h)
             PUT(out, ",");
         first = false;
         PUT(out, "\"");
-        json_chars(out, name.ptr, name.len, true);
+        lv_json_chars(out, name.ptr, name.len, true);
         PUT(out, "\":\"");
-        json_chars(out, h->headers[i].value.ptr, h->headers[i].value.len, false);
+        lv_json_chars(out, h->headers[i].value.ptr, h->headers[i].value.len, false);
         for (size_t k = i + 1; k < n; k++) {
             if (!done[k] && lv_slice_eq_nocase(h->headers[k].name, name)) {
                 done[k] = true;
                 PUT(out, ",");
-                json_chars(out, h->headers[k].value.ptr, h->headers[k].value.len, false);
+                lv_json_chars(out, h->headers[k].value.ptr, h->headers[k].value.len, false);
             }
         }
         PUT(out, "\"");
@@ -428,7 +265,7 @@ static void put_query(lv_buf_t *out, lv_slice_t query)
             for (size_t k = i; k != SIZE_MAX; k = ps[k].next) {
                 if (k != i)
                     PUT(out, ",");
-                json_chars(out, ps[k].value.ptr, ps[k].value.len, false);
+                lv_json_chars(out, ps[k].value.ptr, ps[k].value.len, false);
             }
             PUT(out, "\"");
         }
@@ -559,7 +396,7 @@ static void put_body(lv_buf_t *out, lv_slice_t body)
 {
     if (!body.len) {
         PUT(out, ",\"isBase64Encoded\":false");
-    } else if (is_text(body.ptr, body.len)) {
+    } else if (lv_utf8_text(body.ptr, body.len)) {
         PUT(out, ",\"body\":");
         json_str(out, body);
         PUT(out, ",\"isBase64Encoded\":false");

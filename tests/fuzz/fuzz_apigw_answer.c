@@ -23,16 +23,9 @@
 #include "core/buf.h"
 #include "functions/apigw.h"
 #include "http/parser.h"
+#include "require.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define REQUIRE(cond)                                                   \
-    do {                                                                \
-        if (!(cond)) {                                                  \
-            fprintf(stderr, "invariant failed: %s (line %d)\n", #cond, __LINE__); \
-            abort();                                                    \
-        }                                                               \
-    } while (0)
 
 static bool tchar(unsigned char c)
 {

@@ -16,16 +16,9 @@
 #include <string.h>
 
 #include "core/base64.h"
+#include "require.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define REQUIRE(cond)                                                   \
-    do {                                                                \
-        if (!(cond)) {                                                  \
-            fprintf(stderr, "invariant failed: %s (line %d)\n", #cond, __LINE__); \
-            abort();                                                    \
-        }                                                               \
-    } while (0)
 
 static const char sentinel[] = "sentinel";
 

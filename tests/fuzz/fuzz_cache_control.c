@@ -19,16 +19,9 @@
 #include <string.h>
 
 #include "gateway/cache_control.h"
+#include "require.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define REQUIRE(cond)                                                   \
-    do {                                                                \
-        if (!(cond)) {                                                  \
-            fprintf(stderr, "invariant failed: %s (line %d)\n", #cond, __LINE__); \
-            abort();                                                    \
-        }                                                               \
-    } while (0)
 
 static void check_ranges(const lv_cache_control_t *cc)
 {
