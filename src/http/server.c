@@ -67,6 +67,7 @@ typedef struct loop_state {
     size_t num_free_bufs;
     lv_http_req_t *free_reqs[POOL_MAX];
     size_t num_free_reqs;
+    size_t conns_allocated; /* accepted and not yet freed (closed ones included) */
 } loop_state_t;
 
 struct lv_http_server {
@@ -76,6 +77,7 @@ struct lv_http_server {
     void *ctx;
     loop_state_t *loops;
     uint64_t open; /* atomic: connections open on all loops */
+    bool release_pending; /* lv_http_server_release: free when the last connection is freed */
 };
 
 struct lv_http_conn {
@@ -209,11 +211,16 @@ static bool status_has_body(int status)
 static void free_conn(lv_loop_t *loop, void *arg)
 {
     lv_http_conn_t *c = arg;
+    loop_state_t *ls = c->ls;
     (void)loop;
     lv_buf_clear(&c->in);
     lv_buf_clear(&c->out);
     release_if_idle(c);
     free(c);
+    /* A released server waits for its last connection's memory, which is
+     * the last thing that points at it. */
+    if (--ls->conns_allocated == 0 && ls->server->release_pending)
+        lv_http_server_free(ls->server);
 }
 
 static void maybe_resume_accepting(loop_state_t *ls)
@@ -753,6 +760,7 @@ static void on_accept(lv_loop_t *loop, lv_io_t *io, unsigned events)
         c->timer.cb = on_conn_timer;
         c->timer.data = c;
         c->state = CONN_READ_HEAD;
+        ls->conns_allocated++;
         lv_list_push_back(&ls->conns, &c->link);
         __atomic_fetch_add(&s->open, 1, __ATOMIC_RELAXED);
         STAT_INC(ls, connections_open);
@@ -871,6 +879,16 @@ void lv_http_server_close_all(lv_http_server_t *s, lv_loop_t *loop)
     lv_list_t *node;
     while ((node = lv_list_first(&ls->conns)) != NULL)
         conn_close(lv_list_entry(node, lv_http_conn_t, link));
+}
+
+void lv_http_server_release(lv_http_server_t *s, lv_loop_t *loop)
+{
+    loop_state_t *ls = &s->loops[lv_loop_index(loop)];
+    lv_http_server_close_all(s, loop);
+    if (ls->conns_allocated == 0)
+        lv_http_server_free(s);
+    else
+        s->release_pending = true;
 }
 
 uint64_t lv_http_server_open_connections(const lv_http_server_t *s)

@@ -87,6 +87,17 @@ void lv_http_server_drain(lv_http_server_t *s, lv_loop_t *loop);
  * loop at once (after the drain deadline). */
 void lv_http_server_close_all(lv_http_server_t *s, lv_loop_t *loop);
 
+/* On loop's thread, while it runs: closes every connection and listener
+ * (as lv_http_server_close_all) and frees the server as soon as nothing
+ * points at it any more: at once if no connection is left, else when the
+ * last closed connection's memory is released (at the end of this loop
+ * iteration, or when the handler answers a request it still holds). The
+ * handler is not called again. For a server attached to this one loop only
+ * (a per-worker listener, say), not one shared by several loops. Requests
+ * the handler holds must still be answered; their answers are discarded.
+ * `s` must not be used after this call. */
+void lv_http_server_release(lv_http_server_t *s, lv_loop_t *loop);
+
 /* Connections still open on all loops (any thread). */
 uint64_t lv_http_server_open_connections(const lv_http_server_t *s);
 
