@@ -40,29 +40,56 @@
 typedef struct lv_event_queues lv_event_queues_t;
 
 /* Opens (creating directories as needed) and recovers the queue of every
- * function. Returns NULL with messages in errs if a directory cannot be
- * created or a journal cannot be opened. */
+ * function: DATA_DIR/functions/NAME/events.journal, locked (flock) so a
+ * second levee on the same data_dir is refused. A torn or corrupt tail is
+ * cut (logged with the bytes cut); a journal with nothing pending is
+ * emptied. Returns NULL with messages in errs if a directory cannot be
+ * created or a journal cannot be opened, locked or read. fns may be NULL
+ * (tests of recovery alone): events are then recovered and kept, never run,
+ * and no event can be enqueued. */
 lv_event_queues_t *lv_event_queues_open(const lv_config_t *cfg, lv_functions_t *fns, lv_metrics_t *metrics,
                                         lv_config_errors_t *errs);
 
 /* On the home loop's thread: starts the writer thread and runs recovered
- * events. */
+ * events (those whose retry time has not come wait for it).
+ *
+ * Dispatch: events run through lv_fn_invoke on the home loop, at most
+ * ceil(concurrency.max / 2) (at least 1) of one function at a time, so a
+ * backlog of events always leaves workers to synchronous callers (with
+ * max 1 the one worker is shared). A throttled or shutdown result retries
+ * the event after 1 s without counting an attempt. */
 void lv_event_queues_start(lv_event_queues_t *qs, lv_loop_t *home);
 
-/* On the home loop's thread: stops taking events, waits for the writer to
- * finish what it holds, then calls done(home, arg). Events not finished stay
- * in the journal for the next start. */
+/* On the home loop's thread: stops taking events (enqueues fail with
+ * ESHUTDOWN) and dispatching them, waits for the writer to finish what it
+ * holds, then calls done(home, arg). Events not finished stay in the
+ * journal for the next start.
+ *
+ * Invocations in flight are not waited for (one may run for minutes): their
+ * results, which lv_functions_stop makes come, are still recorded, on the
+ * writer alone, until lv_event_queues_free. So the order is: this stop,
+ * then lv_functions_stop, then (with no result callback left to come)
+ * lv_event_queues_free. */
 void lv_event_queues_stop(lv_event_queues_t *qs, lv_post_cb done, void *arg);
 
+/* Waits for the writer to finish and frees everything. After
+ * lv_event_queues_stop has completed, or if lv_event_queues_start was never
+ * called; any enqueue callback not yet run then never runs. */
 void lv_event_queues_free(lv_event_queues_t *qs);
 
-/* Result of an enqueue: 0 when the event is on disk, else an errno
- * (ENOSPC, EIO, ESHUTDOWN...). Runs on the caller's loop. */
+/* Result of an enqueue: 0 when the event is on disk (fdatasync done), else
+ * an errno: ENOSPC, EIO, EFBIG... from the disk (nothing of the event stays
+ * in the journal), ESHUTDOWN after stop, ENOENT for a function without a
+ * queue, EMSGSIZE for a payload over 1 MiB, ENOBUFS when the function
+ * already holds 256 MiB of pending payloads in memory. request_id is the
+ * event's (the id the function will see), valid during the call. Runs on
+ * the caller's loop. */
 typedef void (*lv_event_enqueued_cb)(void *arg, int err, lv_slice_t request_id);
 
 /* Appends an Event invocation for fn (payload copied). done runs on
  * `caller` once the record is durable (or failed), never inside this call.
- * Any loop thread. */
+ * Appends that arrive while the writer syncs share its next fdatasync
+ * (group commit). Any loop thread. */
 void lv_event_enqueue(lv_event_queues_t *qs, lv_fn_t *fn, lv_loop_t *caller, lv_slice_t payload,
                       lv_event_enqueued_cb done, void *arg);
 

@@ -27,7 +27,19 @@
  * Credentials and SigV4 signatures are accepted without checking (the api
  * listener is loopback only).
  *
- * Lifetimes: the api borrows the pools and queues, which must outlive it. */
+ * Every answer carries x-amzn-RequestId (boto3 reads it into
+ * ResponseMetadata); for RequestResponse and Event it is the id the
+ * function sees. Choices where Lambda leaves room (X-Amz-Log-Type with
+ * Event, client context checks, paths and methods that are not Invoke) are
+ * listed at the top of invoke_api.c.
+ *
+ * Metrics: levee_invoke_api_requests_total{type, result} with type
+ * RequestResponse | Event | DryRun (| unknown: a bad invocation type) and
+ * result ok | error | throttled | not_found | bad_request.
+ *
+ * Lifetimes: the api borrows the pools and queues, which must outlive it;
+ * a request still waiting for its result holds the api, so free it only
+ * after the listener's connections are closed and the pools have stopped. */
 #ifndef LV_FUNCTIONS_INVOKE_API_H
 #define LV_FUNCTIONS_INVOKE_API_H
 
