@@ -37,7 +37,7 @@ UNIT_SRCS := $(shell find tests/unit -name '*_test.c' | sort)
 UNIT_BINS := $(UNIT_SRCS:%.c=$(BUILD)/%)
 BIN      := $(if $(filter 1,$(SAN)),$(BUILD)/levee,levee)
 
-.PHONY: all deps micro spike unit fuzz fuzz-replay integration test test-plain test-san run bench clean
+.PHONY: all deps micro spike unit fuzz fuzz-replay node-unit integration test test-plain test-san run bench bench-functions clean
 
 all: $(BIN)
 
@@ -101,11 +101,15 @@ fuzz-replay: $(FUZZ_BINS)
 	  echo "$$n: $$(echo "$$out" | tail -1)"; done
 	@echo "fuzz corpus replay: ok"
 
+# The JavaScript unit tests of levee's nodejs runtime (node's own runner).
+node-unit:
+	node --test runtimes/nodejs/test/
+
 integration: $(BIN)
 	LEVEE_BIN=$(abspath $(BIN)) $(PY) -m pytest -q tests/integration
 
 test-plain: deps
-	$(MAKE) all unit fuzz-replay integration
+	$(MAKE) all unit node-unit fuzz-replay integration
 
 test-san: deps
 	$(MAKE) SAN=1 all unit integration
@@ -115,7 +119,7 @@ test: deps
 	$(MAKE) test-san
 
 run:
-	@./scripts/install-deps.sh build
+	@./scripts/install-deps.sh run
 	$(MAKE) all
 	cd examples && ./run.sh
 
@@ -127,6 +131,12 @@ bench: all
 spike: all
 	./scripts/install-deps.sh all
 	./bench/spike/run.sh
+
+# Functions side by side with serverless-offline (bench/functions/README.md).
+bench-functions: all
+	./scripts/install-deps.sh all
+	./bench/functions/setup.sh
+	./bench/functions/run.sh
 
 clean:
 	rm -rf build build-san build-fuzz levee

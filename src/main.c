@@ -12,6 +12,7 @@
  * process exits 0. */
 #include <errno.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "api/api.h"
 #include "core/config.h"
 #include "core/log.h"
 #include "core/loop.h"
@@ -28,17 +30,24 @@
 #include "http/server.h"
 #include "metrics/metrics.h"
 
-typedef struct {
-    lv_loop_t *loop;
-    lv_gateway_t *gw;
-    pthread_t thread;
-} worker_t;
+/* The smallest body limit of the api listener: above the 6 MiB of a
+ * synchronous Invoke payload, with room for the envelope. */
+#define API_MAX_BODY_BYTES (7u << 20)
 
 typedef struct {
     lv_http_server_t *public_server;
     lv_http_server_t *admin_server; /* attached to loop 0 only; may be NULL */
+    lv_http_server_t *api_server;   /* on every loop; may be NULL */
     lv_gateway_t *gateway;
+    lv_api_t *api;
+    sem_t services_stopped;         /* posted once the functions and queues have stopped */
 } app_t;
+
+typedef struct {
+    lv_loop_t *loop;
+    app_t *app;
+    pthread_t thread;
+} worker_t;
 
 static void usage(FILE *f)
 {
@@ -105,7 +114,8 @@ static int cmd_check(const char *path)
     lv_gateway_t *gw = load(path, &cfg, &nloops);
     if (!gw)
         return 1;
-    printf("%s: ok (%zu routes, %zu origins)\n", path, cfg.num_routes, cfg.num_origins);
+    printf("%s: ok (%zu routes, %zu origins, %zu functions)\n", path, cfg.num_routes, cfg.num_origins,
+           cfg.num_functions);
     lv_gateway_free(gw);
     lv_config_free(&cfg);
     return 0;
@@ -115,7 +125,9 @@ static void *worker_main(void *arg)
 {
     worker_t *w = arg;
     lv_metrics_thread_init(lv_loop_index(w->loop));
-    lv_gateway_start_loop(w->gw, w->loop);
+    lv_gateway_start_loop(w->app->gateway, w->loop);
+    if (lv_loop_index(w->loop) == 0)
+        lv_api_start(w->app->api, w->loop);
     lv_loop_run(w->loop);
     return NULL;
 }
@@ -127,6 +139,35 @@ static void drain_loop(lv_loop_t *loop, void *arg)
     lv_http_server_drain(app->public_server, loop);
     if (app->admin_server && lv_loop_index(loop) == 0)
         lv_http_server_drain(app->admin_server, loop);
+    if (app->api_server)
+        lv_http_server_drain(app->api_server, loop);
+}
+
+/* On loop 0, after draining: the async queues stop, then the function pools
+ * (whose last results are posted to the loops before stop_loop is), then
+ * the main thread is told. */
+static void functions_stopped(lv_loop_t *loop, void *arg)
+{
+    (void)loop;
+    app_t *app = arg;
+    sem_post(&app->services_stopped);
+}
+
+static void queues_stopped(lv_loop_t *loop, void *arg)
+{
+    app_t *app = arg;
+    lv_functions_t *fns = lv_gateway_functions(app->gateway);
+    if (fns)
+        lv_functions_stop(fns, lv_loop_now_ms(loop), functions_stopped, app);
+    else
+        functions_stopped(loop, app);
+}
+
+static void stop_services(lv_loop_t *loop, void *arg)
+{
+    (void)loop;
+    app_t *app = arg;
+    lv_api_stop(app->api, queues_stopped, app);
 }
 
 /* Posted to every loop once draining is over (or timed out). */
@@ -136,6 +177,8 @@ static void stop_loop(lv_loop_t *loop, void *arg)
     lv_http_server_close_all(app->public_server, loop);
     if (app->admin_server && lv_loop_index(loop) == 0)
         lv_http_server_close_all(app->admin_server, loop);
+    if (app->api_server)
+        lv_http_server_close_all(app->api_server, loop);
     lv_gateway_close_loop(app->gateway, loop);
     lv_loop_stop(loop);
 }
@@ -163,6 +206,8 @@ static void wait_for_drain(const app_t *app, int64_t timeout_ms)
         uint64_t open = lv_http_server_open_connections(app->public_server);
         if (app->admin_server)
             open += lv_http_server_open_connections(app->admin_server);
+        if (app->api_server)
+            open += lv_http_server_open_connections(app->api_server);
         if (open == 0)
             return;
         struct timespec ts = {0, 20 * 1000000};
@@ -189,6 +234,26 @@ static int cmd_serve(const char *path)
     signal(SIGPIPE, SIG_IGN);
 
     app_t app = {.gateway = gw};
+    sem_init(&app.services_stopped, 0, 0);
+    lv_config_errors_t errs = {0};
+    app.api = lv_api_new(&cfg, lv_gateway_functions(gw), lv_gateway_metrics(gw), &errs);
+    if (!app.api) {
+        print_errors(&errs);
+        lv_config_errors_free(&errs);
+        lv_gateway_free(gw);
+        lv_config_free(&cfg);
+        return 1;
+    }
+    lv_config_errors_free(&errs);
+    /* The api listener takes the public limits, except that its bodies may
+     * exceed the largest request an AWS API accepts (6 MiB for a synchronous
+     * Invoke), so that such a request gets the API's own JSON error
+     * (RequestTooLargeException) instead of the listener's plain 413. */
+    lv_config_limits_t api_limits = cfg.limits;
+    if (api_limits.max_body_bytes < API_MAX_BODY_BYTES)
+        api_limits.max_body_bytes = API_MAX_BODY_BYTES;
+    if (cfg.api_enabled)
+        app.api_server = lv_http_server_new(&api_limits, nloops, lv_api_handle, app.api);
     app.public_server = lv_http_server_new(&cfg.limits, nloops, lv_gateway_handle, gw);
     lv_gateway_set_server(gw, app.public_server);
     if (cfg.admin_enabled)
@@ -198,14 +263,15 @@ static int cmd_serve(const char *path)
     int rc = 0;
     for (unsigned i = 0; i < nloops; i++) {
         workers[i].loop = lv_loop_new(i);
-        workers[i].gw = gw;
+        workers[i].app = &app;
         if (!workers[i].loop) {
             lv_log_error("main", "cannot create event loop: %s", strerror(errno));
             return 1;
         }
     }
     if (bind_all(cfg.listen, cfg.num_listen, nloops, app.public_server, workers) < 0 ||
-        (app.admin_server && bind_all(&cfg.admin_listen, 1, 1, app.admin_server, workers) < 0))
+        (app.admin_server && bind_all(&cfg.admin_listen, 1, 1, app.admin_server, workers) < 0) ||
+        (app.api_server && bind_all(&cfg.api_listen, 1, nloops, app.api_server, workers) < 0))
         return 1;
 
     for (unsigned i = 0; i < nloops; i++)
@@ -214,6 +280,8 @@ static int cmd_serve(const char *path)
         lv_log_info("main", "levee %s listening on %s (%u threads)", LV_VERSION, cfg.listen[a].text, nloops);
     if (app.admin_server)
         lv_log_info("main", "admin on %s (/metrics, /status)", cfg.admin_listen.text);
+    if (app.api_server)
+        lv_log_info("main", "AWS-compatible api on %s", cfg.api_listen.text);
 
     int sig = 0;
     while (sigwait(&sigs, &sig) != 0) {
@@ -223,6 +291,9 @@ static int cmd_serve(const char *path)
     for (unsigned i = 0; i < nloops; i++)
         lv_loop_post(workers[i].loop, drain_loop, &app);
     wait_for_drain(&app, cfg.shutdown_timeout_ms);
+    lv_loop_post(workers[0].loop, stop_services, &app);
+    while (sem_wait(&app.services_stopped) != 0) {
+    }
     for (unsigned i = 0; i < nloops; i++)
         lv_loop_post(workers[i].loop, stop_loop, &app);
     for (unsigned i = 0; i < nloops; i++)
@@ -232,6 +303,9 @@ static int cmd_serve(const char *path)
     free(workers);
     lv_http_server_free(app.public_server);
     lv_http_server_free(app.admin_server);
+    lv_http_server_free(app.api_server);
+    lv_api_free(app.api);
+    sem_destroy(&app.services_stopped);
     lv_gateway_free(gw);
     lv_config_free(&cfg);
     lv_log_info("main", "stopped");

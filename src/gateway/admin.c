@@ -204,8 +204,35 @@ static const char *target_name(lv_target_kind_t k)
     case LV_TARGET_RESPOND: return "respond";
     case LV_TARGET_REDIRECT: return "redirect";
     case LV_TARGET_ORIGIN: return "origin";
+    case LV_TARGET_FUNCTION: return "function";
     default: return "none";
     }
+}
+
+/* Each function's current targets and workers, so an operator can see a
+ * scheduled pre-scale take effect. */
+static json_t *functions_json(lv_gateway_t *gw)
+{
+    json_t *list = json_array();
+    size_t n = gw->functions ? lv_functions_count(gw->functions) : 0;
+    for (size_t i = 0; i < n; i++) {
+        lv_fn_t *fn = lv_functions_at(gw->functions, i);
+        const lv_config_function_t *fc = lv_fn_config(fn);
+        lv_fn_stats_t st;
+        lv_fn_stats(fn, &st);
+        static const char *const runtimes[] = {"nodejs", "python", "provided", "command"};
+        json_t *jf = json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "name", fc->name, "runtime",
+                               runtimes[fc->runtime], "warm_target", (json_int_t)st.warm_target, "max",
+                               (json_int_t)st.max, "idle", (json_int_t)st.idle, "busy", (json_int_t)st.busy,
+                               "starting", (json_int_t)st.starting, "queued", (json_int_t)st.queued,
+                               "configured_warm", (json_int_t)fc->warm);
+        json_object_set_new(jf, "invocations",
+                            json_pack("{s:I, s:I, s:I, s:I, s:I}", "total", (json_int_t)st.invocations, "errors",
+                                      (json_int_t)st.errors, "timeouts", (json_int_t)st.timeouts, "throttles",
+                                      (json_int_t)st.throttles, "cold_starts", (json_int_t)st.cold_starts));
+        json_array_append_new(list, jf);
+    }
+    return list;
 }
 
 static char *status_json(lv_gateway_t *gw)
@@ -226,6 +253,8 @@ static char *status_json(lv_gateway_t *gw)
                                (json_int_t)answered);
         if (r->cfg->kind == LV_TARGET_ORIGIN)
             json_object_set_new(jr, "origin", json_string(r->origin->name));
+        if (r->cfg->kind == LV_TARGET_FUNCTION)
+            json_object_set_new(jr, "function", json_string(gw->cfg->functions[r->cfg->function].name));
         json_object_set_new(jr, "cached", json_boolean(r->cfg->cache.enabled));
         if (r->bulkhead) {
             lv_bulkhead_stats_t bs;
@@ -253,6 +282,7 @@ static char *status_json(lv_gateway_t *gw)
         json_array_append_new(origins, jo);
     }
     json_object_set_new(root, "origins", origins);
+    json_object_set_new(root, "functions", functions_json(gw));
     lv_buf_t counters = LV_BUF_INIT;
     lv_metrics_render_json(gw->metrics, &counters);
     lv_buf_append(&counters, "", 1);

@@ -120,6 +120,9 @@ void gw_run_target(lv_gateway_t *gw, route_t *route, lv_http_req_t *req, const l
     case LV_TARGET_ORIGIN:
         gw_proxy(gw, route, req, m);
         return;
+    case LV_TARGET_FUNCTION:
+        gw_function(gw, route, req, m);
+        return;
     default:
         gw_error(gw, route, req, 500);
         return;
@@ -197,6 +200,12 @@ static int build_route(lv_gateway_t *gw, route_t *route, lv_config_errors_t *err
                                                      "Requests answered 503 by admission, by reason.", labels);
         }
         break;
+    case LV_TARGET_FUNCTION: {
+        const lv_config_function_t *fc = &gw->cfg->functions[rc->function];
+        route->function = lv_functions_find(gw->functions, lv_slice_cstr(fc->name));
+        lv_buf_printf(&route->route_key, "%s %s", rc->method, rc->path);
+        break;
+    }
     default:
         break;
     }
@@ -265,6 +274,12 @@ lv_gateway_t *lv_gateway_new(const lv_config_t *cfg, unsigned nloops, lv_config_
      * keep each shard's budget, and so the largest storable object, big. */
     gw->cache = lv_cache_new(cfg->cache_max_bytes, 4 * nloops);
     int failed = build_upstreams(gw, errs);
+    gw->fn_events = lv_calloc(nloops, sizeof *gw->fn_events);
+    if (cfg->num_functions) {
+        gw->functions = lv_functions_new(cfg, gw->metrics, errs);
+        if (!gw->functions)
+            failed = -1;
+    }
     int64_t longest = 1000;
     for (size_t i = 0; i < cfg->num_origins; i++)
         if (cfg->origins[i].timeout_ms + cfg->origins[i].connect_timeout_ms > longest)
@@ -274,7 +289,8 @@ lv_gateway_t *lv_gateway_new(const lv_config_t *cfg, unsigned nloops, lv_config_
     gw->num_routes = cfg->num_routes;
     for (size_t i = 0; i < cfg->num_routes; i++) {
         gw->routes[i].cfg = &cfg->routes[i];
-        if (failed == 0 || cfg->routes[i].kind != LV_TARGET_ORIGIN)
+        bool needs_built = cfg->routes[i].kind == LV_TARGET_ORIGIN || cfg->routes[i].kind == LV_TARGET_FUNCTION;
+        if (failed == 0 || !needs_built)
             if (build_route(gw, &gw->routes[i], errs) < 0)
                 failed = -1;
     }
@@ -297,6 +313,18 @@ void lv_gateway_set_server(lv_gateway_t *gw, lv_http_server_t *server)
 void lv_gateway_start_loop(lv_gateway_t *gw, lv_loop_t *loop)
 {
     gw_memory_watch_start(gw, loop);
+    if (gw->functions && lv_loop_index(loop) == 0)
+        lv_functions_start(gw->functions, loop);
+}
+
+lv_functions_t *lv_gateway_functions(lv_gateway_t *gw)
+{
+    return gw->functions;
+}
+
+lv_metrics_t *lv_gateway_metrics(lv_gateway_t *gw)
+{
+    return gw->metrics;
 }
 
 void lv_gateway_close_loop(lv_gateway_t *gw, lv_loop_t *loop)
@@ -315,6 +343,7 @@ void lv_gateway_free(lv_gateway_t *gw)
         return;
     for (size_t i = 0; i < gw->num_routes; i++) {
         lv_buf_free(&gw->routes[i].fixed_headers);
+        lv_buf_free(&gw->routes[i].route_key);
         gw_admission_free(&gw->routes[i]);
         lv_redirect_table_free(gw->routes[i].table);
     }
@@ -329,6 +358,10 @@ void lv_gateway_free(lv_gateway_t *gw)
     free(gw->routes);
     lv_router_free(gw->router);
     lv_cache_free(gw->cache);
+    lv_functions_free(gw->functions);
+    for (unsigned i = 0; gw->fn_events && i < gw->nloops; i++)
+        lv_buf_free(&gw->fn_events[i]);
+    free(gw->fn_events);
     lv_metrics_free(gw->metrics);
     free(gw->scrapes);
     free(gw->admit_queues);

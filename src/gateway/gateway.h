@@ -15,6 +15,7 @@
 
 #include "core/config.h"
 #include "core/loop.h"
+#include "functions/pool.h"
 #include "http/server.h"
 
 typedef struct lv_gateway lv_gateway_t;
@@ -38,8 +39,14 @@ void lv_gateway_handle(lv_http_req_t *req, void *ctx);
 void lv_gateway_admin_handle(lv_http_req_t *req, void *ctx);
 
 /* On a loop's thread before it runs: starts the loop's periodic work (the
- * memory watch, when limits.max_memory is set). */
+ * memory watch, when limits.max_memory is set) and, on loop 0 (the home of
+ * the function pools), the functions. */
 void lv_gateway_start_loop(lv_gateway_t *gw, lv_loop_t *loop);
+
+/* The function pools (NULL without `functions:`) and the metrics registry,
+ * for the other listeners' APIs. Owned by the gateway. */
+lv_functions_t *lv_gateway_functions(lv_gateway_t *gw);
+lv_metrics_t *lv_gateway_metrics(lv_gateway_t *gw);
 
 /* On a loop's thread at shutdown: answers what is still queued and closes
  * its origin connections. */

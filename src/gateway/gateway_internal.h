@@ -14,6 +14,7 @@
 #include "gateway/gateway.h"
 #include "gateway/redirect.h"
 #include "gateway/router.h"
+#include "functions/pool.h"
 #include "http/client.h"
 #include "metrics/metrics.h"
 
@@ -29,6 +30,8 @@ typedef struct route {
     lv_breaker_t *breaker;           /* the origin's, or NULL */
     lv_retry_budget_t *retry_budget; /* the origin's, or NULL */
     lv_counter_t *shed_breaker;      /* fast-fails by the origin's breaker, or NULL */
+    lv_fn_t *function;               /* function */
+    lv_buf_t route_key;              /* function: "METHOD /path" for the event's routeKey */
     lv_counter_t *by_class[NUM_CLASSES];
     lv_histogram_t *latency;
     /* Admission (admit_stage.c); `admission` false when the route has none. */
@@ -57,6 +60,8 @@ struct lv_gateway {
     lv_breaker_t **breakers;         /* per origin, NULL without `breaker` */
     lv_retry_budget_t **budgets;     /* per origin, NULL without `retries` */
     lv_cache_t *cache;
+    lv_functions_t *functions;       /* NULL without `functions:` */
+    lv_buf_t *fn_events;             /* per loop: the event being built (function_target.c) */
     lv_metrics_t *metrics;
     lv_http_server_t *server;        /* for connection counters, may be NULL */
     route_t unmatched;               /* counts 404/405 answers */
@@ -82,6 +87,9 @@ void gw_error_retry_after(lv_gateway_t *gw, route_t *route, lv_http_req_t *req, 
 
 /* Proxies req to the route's origin, through the cache when configured. */
 void gw_proxy(lv_gateway_t *gw, route_t *route, lv_http_req_t *req, const lv_route_match_t *m);
+
+/* Runs the route's function for req (function_target.c). */
+void gw_function(lv_gateway_t *gw, route_t *route, lv_http_req_t *req, const lv_route_match_t *m);
 
 /* Registers the metrics whose values are read from other modules at scrape
  * time (connections, cache, origins). */

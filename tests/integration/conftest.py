@@ -8,9 +8,10 @@ Fixtures:
   levee     factory: levee(config_text, files={...}) writes the config (and
             the extra files, e.g. CSV tables) into the test's tmp dir, runs
             `LEVEE_BIN serve -c` on it, waits until it accepts, and returns a
-            Levee (.url, .admin_url, .port, .admin_port, .proc, .stderr).
-            Unless the text sets them, `listen:` (a free port), `admin:` (a
-            free port) and `threads: 2` are added. At teardown every instance
+            Levee (.url, .admin_url, .api_url, .port, .admin_port, .api_port,
+            .dir, .proc, .stderr). Unless the text sets them, `listen:` (a
+            free port), `admin:` and `api:` (free ports) and `threads: 2` are
+            added; data_dir defaults to levee-data in the test's directory. At teardown every instance
             gets SIGTERM and must exit 0 within 20 s with no sanitizer report.
   origin    factory: origin() starts a ScriptedOrigin (see origins.py).
   raw_origin factory: raw_origin(GarbageOrigin) etc. for misbehaving ones.
@@ -117,6 +118,13 @@ class Levee:
         else:
             m = re.search(r"^admin:.*listen:\s*\"?[0-9.]*:(\d+)", text, re.M)
             self.admin_port = int(m.group(1)) if m else None
+        self.api_port = None
+        if not re.search(r"^api:", text, re.M):
+            self.api_port = free_port()
+            extra.append("api: { listen: 127.0.0.1:%d }" % self.api_port)
+        else:
+            m = re.search(r"^api:.*listen:\s*\"?[0-9.]*:(\d+)", text, re.M)
+            self.api_port = int(m.group(1)) if m else None
         if not re.search(r"^threads:", text, re.M):
             extra.append("threads: 2")
         self.config_text = "\n".join(extra) + ("\n" if extra else "") + text
@@ -129,6 +137,7 @@ class Levee:
                 f.write(content)
         self.url = "http://127.0.0.1:%d" % self.port if self.port else None
         self.admin_url = "http://127.0.0.1:%d" % self.admin_port if self.admin_port else None
+        self.api_url = "http://127.0.0.1:%d" % self.api_port if self.api_port else None
         self.stderr_path = self.config_path + ".stderr"
         self.proc = None
         self.returncode = None
@@ -145,6 +154,8 @@ class Levee:
         ok = wait_port(self.port, proc=self.proc)
         if ok and self.admin_port:
             ok = wait_port(self.admin_port, proc=self.proc)
+        if ok and self.api_port:
+            ok = wait_port(self.api_port, proc=self.proc)
         if not ok:
             self.stop(check=False)
             raise RuntimeError("levee did not start:\n" + self.stderr)

@@ -27,11 +27,23 @@ import threading
 import time
 
 
+_ports_given = set()
+
+
 def free_port():
-    """A port that was free a moment ago (bound to 127.0.0.1:0, then closed)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port that was free a moment ago (bound to 127.0.0.1:0, then closed).
+
+    Never the same port twice in one test run: the kernel may hand a just
+    closed port out again, and two listeners of one levee given the same
+    port make it refuse its configuration."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _ports_given:
+            _ports_given.add(port)
+            return port
+    raise RuntimeError("no fresh free port after 100 tries")
 
 
 def refused_port():

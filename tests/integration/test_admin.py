@@ -182,17 +182,18 @@ def test_admin_other_paths(levee, origin):
 def test_admin_listens_on_its_port_only(levee, origin):
     o = origin()
     lv = levee(app_config(o.url, o.url))
-    assert listening_ports(lv.proc.pid) == {lv.port, lv.admin_port}
+    assert listening_ports(lv.proc.pid) == {lv.port, lv.admin_port, lv.api_port}
 
 
 def test_admin_off_means_no_admin_port(levee):
     lv = levee("""
         admin: { listen: off }
+        api: { listen: off }
         routes:
           - match: GET /hello
             respond: { body: hi }
         """)
-    assert lv.admin_url is None
+    assert lv.admin_url is None and lv.api_url is None
     assert requests.get(lv.url + "/hello", timeout=10).status_code == 200
     assert listening_ports(lv.proc.pid) == {lv.port}
     assert "admin on" not in lv.stderr

@@ -41,7 +41,8 @@ def example_config(origin_port):
     text, n2 = re.subn(r"^admin: \{ listen: [^ ]+ \}", "admin: { listen: 127.0.0.1:%d }" % free_port(), text,
                        flags=re.M)
     text, n3 = re.subn(r"http://127\.0\.0\.1:3000", "http://127.0.0.1:%d" % origin_port, text)
-    assert (n1, n2, n3) == (1, 1, 1), "examples/levee.yaml changed shape: update this test"
+    text, n4 = re.subn(r"code: \./functions/", "code: %s/functions/" % EXAMPLES, text)
+    assert (n1, n2, n3, n4) == (1, 1, 1, 1), "examples/levee.yaml changed shape: update this test"
     return text
 
 
@@ -82,13 +83,19 @@ def test_example_app(levee, example_origin):
     assert r2.headers["X-Cache"] == "HIT"
     assert r2.json()["generated_at"] == r1.json()["generated_at"]
 
+    r = requests.post(lv.url + "/checkout", json={"event": "the-levees-live", "tickets": 2}, timeout=10)
+    assert r.status_code == 201, r.text
+    order = r.json()
+    assert order["event"] == "the-levees-live" and order["tickets"] == 2 and len(order["order"]) == 36
     r = requests.post(lv.url + "/checkout", data=b"2 tickets", timeout=10)
-    assert r.status_code == 201
-    assert r.json() == {"accepted": True, "order": "2 tickets"}
+    assert r.status_code == 400
+    assert "error" in r.json()
 
     st = requests.get(lv.admin_url + "/status", timeout=10).json()
     assert {rt["name"] for rt in st["routes"]} == {"GET /hello", "GET /r/{code}", "GET /events/*",
                                                     "POST /checkout"}
+    checkout = st["functions"][0]
+    assert (checkout["name"], checkout["runtime"], checkout["warm_target"]) == ("checkout", "nodejs", 2)
 
 
 def test_example_with_curl(levee, example_origin):

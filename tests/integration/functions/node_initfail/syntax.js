@@ -1,0 +1,2 @@
+// Fixture: a syntax error (reported as Runtime.UserCodeSyntaxError).
+exports.handler = async (event) => { return {;

@@ -1,0 +1,2 @@
+"""Fixture: raises while being imported."""
+raise RuntimeError("python init failed on purpose")

@@ -1,0 +1,3 @@
+"""Fixture: a syntax error (Runtime.UserCodeSyntaxError)."""
+def handler(event, context)
+    return 1
