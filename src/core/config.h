@@ -101,6 +101,32 @@ typedef struct {
     lv_config_pos_t pos;
 } lv_config_queue_t;
 
+/* How a captured request's partition key is chosen. */
+typedef enum {
+    LV_CAPTURE_KEY_REQUEST_ID,    /* a fresh id per request: records spread over every shard (default) */
+    LV_CAPTURE_KEY_CLIENT_IP,     /* `client_ip` */
+    LV_CAPTURE_KEY_PATH,          /* `path.NAME`: the route's {NAME} path parameter */
+    LV_CAPTURE_KEY_HEADER,        /* `header.NAME`: a request header (empty key -> request id) */
+    LV_CAPTURE_KEY_QUERY,         /* `query.NAME`: a query parameter (empty key -> request id) */
+} lv_capture_key_kind_t;
+
+/* What capture does when the stream's pending-append buffer is full. */
+typedef enum {
+    LV_CAPTURE_SHED,              /* `shed_request` (default): answer 503 before the target runs, so
+                                     every answered request has its record */
+    LV_CAPTURE_DROP,              /* `drop`: answer anyway, count the lost record */
+} lv_capture_on_full_t;
+
+/* A route's `capture: STREAM` or `capture: { stream, partition_key, on_full }`. */
+typedef struct {
+    bool enabled;
+    int stream;                   /* index into lv_config_t.streams; -1 when not enabled */
+    lv_capture_key_kind_t key;
+    char *key_name;               /* NAME for PATH / HEADER (lower-case) / QUERY; NULL otherwise */
+    lv_capture_on_full_t on_full;
+    lv_config_pos_t pos;          /* of the `capture:` value */
+} lv_config_capture_t;
+
 typedef struct {
     char *method;                 /* upper-case token, or "ANY" */
     char *path;                   /* pattern: /lit/{name}/... with optional trailing * */
@@ -117,6 +143,7 @@ typedef struct {
     uint64_t concurrency;         /* bulkhead: in flight at most; 0 = no limit */
     lv_config_pos_t concurrency_pos;
     lv_config_queue_t queue;
+    lv_config_capture_t capture;
 } lv_config_route_t;
 
 /* origins: name: { url, max_conns, connect_timeout, timeout }. A route whose
@@ -188,6 +215,54 @@ typedef struct {
     lv_config_pos_t pos;          /* of the function's key */
 } lv_config_function_t;
 
+typedef enum {
+    LV_DURABILITY_FSYNC,          /* `fsync` (default): acknowledged after the fdatasync covering it */
+    LV_DURABILITY_BATCH,          /* `batch`: acknowledged after the write; syncs every sync_interval */
+} lv_durability_t;
+
+/* streams: name: { shards, retention, durability, sync_interval,
+ * segment_bytes, max_pending_bytes }. Streams in the config exist from the
+ * start; the Kinesis API can create more (those persist in data_dir). */
+typedef struct {
+    char *name;                   /* [a-zA-Z0-9_.-]{1,128}, as Kinesis allows */
+    unsigned shards;              /* default 1; 1..1024 */
+    int64_t retention_ms;         /* default 24 h; 1 h..8760 h */
+    lv_durability_t durability;
+    int64_t sync_interval_ms;     /* durability batch: time between syncs; default 5 ms; 1 ms..10 s */
+    uint64_t segment_bytes;       /* a segment file is closed past this size; default 64 MiB; 1 MiB..1 GiB */
+    uint64_t max_pending_bytes;   /* appends accepted but not yet on disk, at most; default 64 MiB;
+                                     past it appends fail fast (capture follows its on_full) */
+    lv_config_pos_t pos;          /* of the stream's key */
+} lv_config_stream_t;
+
+typedef enum {
+    LV_START_TRIM_HORIZON,        /* the oldest record kept (default) */
+    LV_START_LATEST,              /* only records appended after the consumer first starts */
+    LV_START_AT_TIMESTAMP,        /* records that arrived at or after starting_timestamp */
+} lv_start_position_t;
+
+/* consumers: a list of { stream, function, batch_size, batching_window,
+ * starting_position, starting_timestamp, max_retries, on_failure }. A
+ * consumer reads each shard of the stream in order and invokes the function
+ * with Kinesis events; its position is checkpointed in data_dir. */
+typedef struct {
+    char *name;                   /* checkpoint name: `name:` or "STREAM-FUNCTION"; unique */
+    int stream;                   /* index into lv_config_t.streams */
+    int function;                 /* index into lv_config_t.functions */
+    unsigned batch_size;          /* records per invocation at most; default 100; 1..10000 */
+    int64_t batching_window_ms;   /* wait up to this long to fill a batch; default 0; 0..300 s */
+    lv_start_position_t starting_position;
+    int64_t starting_timestamp_ms; /* LV_START_AT_TIMESTAMP: Unix epoch milliseconds */
+    int max_retries;              /* retries of a failed batch; -1 (default) = until it succeeds
+                                     or its records expire; 0..10000 */
+    int64_t retry_backoff_ms;     /* first wait before a retry, doubled each time up to 1 min;
+                                     default 1 s */
+    char *on_failure;             /* absolute path of the dead-letter file for batches that used up
+                                     their retries (JSON lines); default
+                                     DATA_DIR/consumers/NAME/dead-letter.jsonl */
+    lv_config_pos_t pos;          /* of the list entry */
+} lv_config_consumer_t;
+
 typedef struct {
     uint64_t max_connections;     /* default 100000 */
     uint64_t max_header_bytes;    /* default 16 KiB */
@@ -221,6 +296,10 @@ typedef struct {
     size_t num_routes;
     lv_config_function_t *functions;
     size_t num_functions;
+    lv_config_stream_t *streams;
+    size_t num_streams;
+    lv_config_consumer_t *consumers;
+    size_t num_consumers;
 } lv_config_t;
 
 /* Reads and validates the file at path. Returns 0 with *cfg filled, or -1
