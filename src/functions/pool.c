@@ -70,6 +70,7 @@
 #define FREE_INVS_MAX 1024
 #define INV_BUF_KEEP (256 * 1024) /* larger buffers are not kept on the free list */
 #define RAPI_BACKLOG 16
+#define RETURN_MIN_MS 1000 /* least time a worker gets to come back to /next after answering */
 
 typedef enum { START_WARM, START_DEMAND, START_REPLACE } start_reason_t;
 
@@ -348,6 +349,18 @@ static void count_result(lv_fn_t *fn, lv_fn_status_t status)
     }
 }
 
+/* The worker answered and must now come back to /next. As in Lambda, the
+ * invocation's time runs until it does: a worker still away at the
+ * invocation's deadline (and at least RETURN_MIN_MS after answering) is
+ * killed and replaced, so one that hangs after answering cannot hold its
+ * concurrency slot for ever. */
+static void watch_return(lv_fn_worker_t *w, uint64_t deadline_ns)
+{
+    uint64_t now = lv_clock_ns();
+    uint64_t ms = deadline_ns > now ? (deadline_ns - now) / 1000000u : 0;
+    start_timer_home(w->fn, &w->timer, ms < RETURN_MIN_MS ? RETURN_MIN_MS : ms);
+}
+
 void lv_fnpool_finish(lv_fn_inv_t *inv, lv_fn_status_t status)
 {
     lv_fn_t *fn = inv->fn;
@@ -355,6 +368,7 @@ void lv_fnpool_finish(lv_fn_inv_t *inv, lv_fn_status_t status)
     if (inv->state == LV_INV_QUEUED)
         unqueue(inv);
     lv_fn_worker_t *w = inv->worker;
+    uint64_t deadline_ns = inv->dispatched_ns + fn->timeout_ms * 1000000u;
     if (w) {
         inv->duration_ns = lv_clock_ns() - inv->dispatched_ns;
         lv_histogram_observe_ns(fn->m.duration, inv->duration_ns);
@@ -379,6 +393,8 @@ void lv_fnpool_finish(lv_fn_inv_t *inv, lv_fn_status_t status)
     lv_loop_post(inv->caller, deliver, inv);
     if (w && w->state == LV_W_BUSY && fns_state(fn->fns) != LV_FNS_RUNNING)
         stop_worker(w);
+    else if (w && w->state == LV_W_BUSY && status != LV_FN_TIMEOUT)
+        watch_return(w, deadline_ns);
 }
 
 /* Fails every queued invocation: with the init error (CRASHED) or at
@@ -567,6 +583,7 @@ void lv_fnpool_worker_next(lv_fn_worker_t *w, lv_http_req_t *req)
         break;
     }
     case LV_W_BUSY:
+        lv_timer_stop(&w->timer); /* back in time: the return watch ends */
         if (w->inv) {
             lv_fn_inv_t *inv = w->inv;
             set_error(inv, "Runtime.Unknown",
@@ -942,6 +959,13 @@ static void on_worker_timer(lv_loop_t *loop, lv_timer_t *t)
         break;
     case LV_W_STOPPING:
         signal_worker(w, SIGKILL);
+        break;
+    case LV_W_BUSY:
+        if (!w->inv) {
+            lv_log_warn("fn", "%s: worker %llu answered but did not ask for its next invocation in time: killing it",
+                        w->fn->cfg->name, (unsigned long long)w->seq);
+            kill_worker(w);
+        }
         break;
     default:
         break;

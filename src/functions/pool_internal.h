@@ -102,7 +102,8 @@ struct lv_fn_worker {
     lv_io_t out_io;            /* stdout+stderr pipe; fd -1 once closed */
     uint16_t port;             /* its Runtime API listener (owned by `server`) */
     lv_http_server_t *server;
-    lv_timer_t timer;          /* STARTING: init timeout; else the SIGKILL grace */
+    lv_timer_t timer;          /* STARTING: init timeout; BUSY after answering: the return watch;
+                                  STOPPING: the SIGKILL grace */
     lv_http_req_t *next_req;   /* the held GET /next */
     lv_fn_inv_t *inv;          /* the invocation it runs */
     char last_id[LV_FN_ID_MAX + 1];

@@ -81,6 +81,10 @@ while True:
     elif op == 'exit':
         print('crashing on purpose', flush=True)
         os._exit(9)
+    elif op == 'hang_after':
+        conn.request('POST', base + '/response', reply({'pid': os.getpid()}))
+        conn.getresponse().read()
+        time.sleep(3600)  # answered, and never comes back to /next
     elif op == 'print':
         block = ('levee-output-line ' + 'x' * 80 + '\n') * 10000
         for i in range(int(query.get('mib', '1'))):
@@ -229,6 +233,23 @@ def test_crash_is_502_then_next_request_works(levee, tmp_path):
     assert "crashing on purpose" in lv.stderr  # its output was drained
     r = get(lv, "/f/echo")
     assert r.status_code == 200
+
+
+def test_worker_that_never_comes_back_after_answering_is_replaced(levee, tmp_path):
+    code = make_code(tmp_path, "f")
+    lv = levee(config([function_yaml("f", code, "    timeout: 1s\n    concurrency: { max: 1, warm: 1 }\n"
+                                                "    queue: { timeout: 5s }\n")],
+                      ["f"]))
+    assert wait_for(lambda: status_functions(lv)["f"]["idle"] == 1)
+    r = get(lv, "/f/hang_after")
+    assert r.status_code == 200
+    first = r.json()["pid"]
+    # Its only slot is held until the invocation's deadline; then the worker
+    # is killed and a new one takes the next request.
+    r = get(lv, "/f/echo")
+    assert r.status_code == 200, r.text
+    assert r.json()["pid"] != first
+    assert "did not ask for its next invocation in time" in lv.stderr
 
 
 def test_invalid_json_result_is_502(levee, tmp_path):
