@@ -1055,6 +1055,7 @@ static bool start_worker(lv_fn_t *fn, start_reason_t reason, bool provisioned)
     w->provisioned = provisioned;
     w->spawn_requested_ns = lv_clock_ns();
     w->server = lv_http_server_new(&rapi_limits, lv_loop_index(fns->home) + 1, lv_rapi_handle, w);
+    lv_http_server_on_too_large(w->server, lv_rapi_too_large);
     lv_http_server_attach(w->server, fns->home, fd);
     w->state = LV_W_SPAWNING;
     count_state(w, +1);

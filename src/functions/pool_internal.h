@@ -193,6 +193,12 @@ void lv_fnpool_init_failed(lv_fn_worker_t *w);
 /* The HTTP handler of every worker's listener; ctx is the worker. */
 void lv_rapi_handle(lv_http_req_t *req, void *ctx);
 
+/* The listener's too-large callback (lv_http_server_on_too_large): a
+ * /response or /error for the running invocation that is over even the
+ * listener's body limit fails that invocation with
+ * Function.ResponseSizeTooLarge at once; the listener answers the 413. */
+void lv_rapi_too_large(const lv_http_request_t *head, uint64_t size, void *ctx);
+
 /* Answers w's held /next with inv (the event and its Lambda-Runtime-*
  * headers). w->next_req is NULL afterwards. */
 void lv_rapi_send_next(lv_fn_worker_t *w, lv_fn_inv_t *inv);

@@ -272,16 +272,30 @@ static void answer_stale(lv_fn_worker_t *w, lv_http_req_t *req, lv_slice_t id)
     lv_rapi_answer_error(req, 400, "InvalidRequestID", "Invalid request ID");
 }
 
-static void fail_too_large(lv_fn_inv_t *inv, lv_http_req_t *req, size_t size)
+/* Fails inv as too large; answers req with 413 unless the listener does
+ * (req NULL). */
+static void fail_too_large(lv_fn_inv_t *inv, lv_http_req_t *req, uint64_t size)
 {
     char msg[160];
-    snprintf(msg, sizeof msg, "Response payload size (%zu bytes) exceeded maximum allowed payload size (%u bytes).",
-             size, LV_FN_MAX_PAYLOAD);
+    snprintf(msg, sizeof msg, "Response payload size (%llu bytes) exceeded maximum allowed payload size (%u bytes).",
+             (unsigned long long)size, LV_FN_MAX_PAYLOAD);
     lv_buf_clear(&inv->result);
     lv_rapi_error_object(&inv->result, "Function.ResponseSizeTooLarge", lv_slice_cstr(msg));
     strcpy(inv->error_type, "Function.ResponseSizeTooLarge");
-    lv_rapi_answer_error(req, 413, "RequestEntityTooLarge", msg);
+    if (req)
+        lv_rapi_answer_error(req, 413, "RequestEntityTooLarge", msg);
     lv_fnpool_finish(inv, LV_FN_TOO_LARGE);
+}
+
+void lv_rapi_too_large(const lv_http_request_t *head, uint64_t size, void *ctx)
+{
+    lv_fn_worker_t *w = ctx;
+    lv_rapi_target_t t;
+    lv_rapi_parse_target(head->method, head->path, &t);
+    lv_fn_inv_t *inv = w->inv;
+    if ((t.route == LV_RAPI_RESPONSE || t.route == LV_RAPI_ERROR) && t.method_ok && inv &&
+        lv_slice_eq(t.request_id, lv_slice(inv->request_id, inv->request_id_len)))
+        fail_too_large(inv, NULL, size);
 }
 
 static lv_slice_t error_type_header(const lv_http_req_t *req)

@@ -74,6 +74,7 @@ struct lv_http_server {
     lv_config_limits_t limits;
     unsigned nloops;
     lv_http_handler_cb handler;
+    lv_http_too_large_cb too_large;
     void *ctx;
     loop_state_t *loops;
     uint64_t open; /* atomic: connections open on all loops */
@@ -422,6 +423,15 @@ static void dispatch(lv_http_conn_t *c)
 }
 
 /* Returns true when the whole body of the current request is in `in`. */
+static void refuse_too_large(lv_http_conn_t *c, uint64_t size)
+{
+    STAT_INC(c->ls, body_too_large);
+    lv_http_server_t *s = c->ls->server;
+    if (s->too_large)
+        s->too_large(&c->req->head, size, s->ctx);
+    send_error(c, 413);
+}
+
 static bool body_complete(lv_http_conn_t *c)
 {
     const lv_config_limits_t *lim = limits_of(c);
@@ -440,8 +450,7 @@ static bool body_complete(lv_http_conn_t *c)
         return false;
     }
     if (c->body_len > lim->max_body_bytes) {
-        STAT_INC(c->ls, body_too_large);
-        send_error(c, 413);
+        refuse_too_large(c, c->body_len);
         return false;
     }
     /* Drop the raw bytes the decoder consumed: decoded data, then whatever
@@ -457,8 +466,7 @@ static void start_body(lv_http_conn_t *c)
     const lv_http_request_t *h = &c->req->head;
     const lv_config_limits_t *lim = limits_of(c);
     if (h->content_length > 0 && (uint64_t)h->content_length > lim->max_body_bytes) {
-        STAT_INC(c->ls, body_too_large);
-        send_error(c, 413);
+        refuse_too_large(c, (uint64_t)h->content_length);
         return;
     }
     c->body_len = h->content_length > 0 ? (size_t)h->content_length : 0;
@@ -889,6 +897,11 @@ void lv_http_server_release(lv_http_server_t *s, lv_loop_t *loop)
         lv_http_server_free(s);
     else
         s->release_pending = true;
+}
+
+void lv_http_server_on_too_large(lv_http_server_t *s, lv_http_too_large_cb cb)
+{
+    s->too_large = cb;
 }
 
 uint64_t lv_http_server_open_connections(const lv_http_server_t *s)

@@ -68,6 +68,16 @@ typedef struct {
 lv_http_server_t *lv_http_server_new(const lv_config_limits_t *limits, unsigned nloops,
                                      lv_http_handler_cb handler, void *ctx);
 
+/* Called when the server itself refuses a request's body as too large
+ * (413, before the handler would see the request): head is the parsed
+ * request head, valid only during the call; size is its Content-Length, or
+ * the decoded bytes so far for a chunked body. A protocol whose client waits
+ * for an outcome (a worker's /response) uses it to settle that outcome. */
+typedef void (*lv_http_too_large_cb)(const lv_http_request_t *head, uint64_t size, void *ctx);
+
+/* Sets the callback above (ctx is the server's handler ctx). Before attach. */
+void lv_http_server_on_too_large(lv_http_server_t *s, lv_http_too_large_cb cb);
+
 /* Frees the server. Every loop must have been stopped and drained. */
 void lv_http_server_free(lv_http_server_t *s);
 

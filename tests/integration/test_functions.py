@@ -103,6 +103,13 @@ while True:
             'huge_header': raw(b'GET ' + API.encode() + b'/invocation/next HTTP/1.1\r\nX: ' + b'a' * 70000 + b'\r\n\r\n'),
         }
         out = reply(report)
+    elif op == 'over_listener_limit':
+        try:
+            status = call('POST', base + '/response', 'x' * (17 * 1024 * 1024))
+        except OSError as e:
+            status = type(e).__name__  # the listener may close before the whole body is sent
+        print('over_listener_limit answered %s' % status, flush=True)
+        continue
     elif op == 'too_large':
         status = call('POST', base + '/response', 'x' * (6 * 1024 * 1024 + 200))
         print('too_large answered %d' % status, flush=True)
@@ -337,7 +344,8 @@ def test_functions_are_isolated(levee, tmp_path):
 
 def test_runtime_api_status_codes(levee, tmp_path):
     code = make_code(tmp_path, "f")
-    lv = levee(config([function_yaml("f", code, "    concurrency: { max: 1, warm: 1 }\n")], ["f"]))
+    lv = levee(config([function_yaml("f", code, "    timeout: 60s\n    concurrency: { max: 1, warm: 1 }\n")],
+                      ["f"]))
     r = get(lv, "/f/probe")
     assert r.status_code == 200
     assert r.json() == {"bogus_id": 400, "post_next": 405, "unknown": 404, "init_error_late": 403,
@@ -345,6 +353,17 @@ def test_runtime_api_status_codes(levee, tmp_path):
     r = get(lv, "/f/too_large")
     assert r.status_code == 502
     assert wait_for(lambda: "too_large answered 413" in lv.stderr, 5)
+    # Over even the listener's body limit (16 MiB): the listener answers 413
+    # itself, and the invocation still fails at once, not at its deadline
+    # (60 s here, past the client's 20 s).
+    r = get(lv, "/f/over_listener_limit", timeout=20)
+    assert r.status_code == 502
+    assert wait_for(lambda: "over_listener_limit answered" in lv.stderr, 5)
+    # The same through the Invoke API shows why it failed.
+    r = requests.post(lv.api_url + "/2015-03-31/functions/f/invocations",
+                      data=json.dumps({"rawPath": "/f/over_listener_limit"}), timeout=20)
+    assert r.status_code == 200 and r.headers.get("X-Amz-Function-Error") == "Unhandled"
+    assert r.json()["errorType"] == "Function.ResponseSizeTooLarge"
     r = get(lv, "/f/twice")
     assert r.status_code == 200
     assert r.json() == {"first": True}
