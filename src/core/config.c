@@ -8,11 +8,12 @@
  *      {key, handler}; walk_section() looks keys up in the table, reports
  *      unknown and duplicate keys, and calls one small handler per key. Adding
  *      a key is one table entry plus one handler.
- *   3. Cross-references are resolved once everything is read: route origins
- *      and functions (their sections may come after the routes), defaults
- *      that depend on other keys (a function's dead-letter file lives in
- *      data_dir), duplicate routes and names, default listen address, and
- *      listeners (public, admin, api) that share an address.
+ *   3. Cross-references are resolved once everything is read: route origins,
+ *      functions and capture streams, and a consumer's stream and function
+ *      (the sections they name may come later in the file), defaults that
+ *      depend on other keys (dead-letter files live in data_dir), duplicate
+ *      routes and names, default listen address, and listeners (public,
+ *      admin, api) that share an address.
  *
  * Problems never stop the walk. Each is recorded with its position and the
  * whole list is sorted by position before it is handed to the caller, so
@@ -128,13 +129,27 @@ typedef struct {
     char *msg;
 } problem_t;
 
-/* A route's `origin:` or `function:` value, resolved after the whole file
- * is read (the sections they name may come after the routes). */
+/* A name that refers to another section (a route's `origin:`, `function:`
+ * or capture stream; a consumer's `stream:` or `function:`), resolved after
+ * the whole file is read, since the section it names may come later.
+ * `owner` is the index of the route or consumer that holds the name. */
 typedef struct {
-    size_t route;
+    size_t owner;
     char *ref;
     lv_config_pos_t pos;
 } target_ref_t;
+
+typedef struct {
+    target_ref_t *items;
+    size_t count;
+} ref_list_t;
+
+/* Where a consumer's name came from, for the duplicate-name check that runs
+ * once every consumer is read. */
+typedef struct {
+    lv_config_pos_t pos; /* of `name:`'s value, or of the consumer when defaulted */
+    bool given;          /* `name:` was written */
+} consumer_name_t;
 
 typedef struct {
     const char *file;   /* name used in messages */
@@ -142,15 +157,32 @@ typedef struct {
     lv_config_t *cfg;
     problem_t *problems;
     size_t num_problems;
-    target_ref_t *origin_refs;
-    size_t num_origin_refs;
-    target_ref_t *function_refs;
-    size_t num_function_refs;
+    ref_list_t origin_refs;        /* routes' origin: */
+    ref_list_t function_refs;      /* routes' function: */
+    ref_list_t capture_refs;       /* routes' capture stream */
+    ref_list_t consumer_streams;   /* consumers' stream: */
+    ref_list_t consumer_functions; /* consumers' function: */
+    consumer_name_t *consumer_names; /* one per cfg->consumers entry */
     /* Small ring of sanitized copies of values quoted in messages; a
      * message quotes at most a few values, so four slots suffice. */
     char shown[4][SHOW_CHARS * 4 + 8];
     unsigned next_shown;
 } parser_t;
+
+/* Remembers that `owner` names `v`'s text, to be looked up in stage 3. */
+static void add_ref(ref_list_t *list, size_t owner, const node_t *v)
+{
+    list->items = grow(list->items, list->count, sizeof *list->items);
+    list->items[list->count++] = (target_ref_t){owner, lv_strdup(v->text), v->pos};
+}
+
+static void free_refs(ref_list_t *list)
+{
+    for (size_t i = 0; i < list->count; i++)
+        free(list->items[i].ref);
+    free(list->items);
+    *list = (ref_list_t){0};
+}
 
 static char *vformat(const char *fmt, va_list ap)
 {
@@ -710,18 +742,56 @@ static bool get_duration(parser_t *p, const char *key, const node_t *v, int64_t 
     return true;
 }
 
+/* A duration from min_ms to max_ms; `range` says so in the units people
+ * write ("from 1h to 8760h"), for the message. */
+static bool get_duration_range(parser_t *p, const char *key, const node_t *v, int64_t min_ms,
+                               int64_t max_ms, const char *range, int64_t *out)
+{
+    int64_t ms;
+    if (!get_duration(p, key, v, 0, &ms))
+        return false;
+    if (ms < min_ms || ms > max_ms) {
+        report(p, v->pos, "'%s' must be %s, got '%s'", key, range, show(p, v));
+        return false;
+    }
+    *out = ms;
+    return true;
+}
+
+/* Any well-formed size, 0 included. */
+static bool get_size_value(parser_t *p, const char *key, const node_t *v, uint64_t *out)
+{
+    const char *s;
+    if (!get_text(p, key, v, &s))
+        return false;
+    if (lv_config_parse_size(s, out) == 0)
+        return true;
+    report(p, v->pos, "'%s': invalid size '%s' (use e.g. 512, 64KiB, 256MiB, 1GiB, 10MB)", key,
+           show(p, v));
+    return false;
+}
+
+/* A size from min to max bytes; `range` states them as for durations. */
+static bool get_size_range(parser_t *p, const char *key, const node_t *v, uint64_t min,
+                           uint64_t max, const char *range, uint64_t *out)
+{
+    uint64_t bytes;
+    if (!get_size_value(p, key, v, &bytes))
+        return false;
+    if (bytes < min || bytes > max) {
+        report(p, v->pos, "'%s' must be %s, got '%s'", key, range, show(p, v));
+        return false;
+    }
+    *out = bytes;
+    return true;
+}
+
 /* A size of at least one byte. */
 static bool get_size(parser_t *p, const char *key, const node_t *v, uint64_t *out)
 {
-    const char *s;
     uint64_t bytes;
-    if (!get_text(p, key, v, &s))
+    if (!get_size_value(p, key, v, &bytes))
         return false;
-    if (lv_config_parse_size(s, &bytes) != 0) {
-        report(p, v->pos, "'%s': invalid size '%s' (use e.g. 512, 64KiB, 256MiB, 1GiB, 10MB)",
-               key, show(p, v));
-        return false;
-    }
     if (bytes == 0) {
         report(p, v->pos, "'%s' must be greater than 0", key);
         return false;
@@ -1321,6 +1391,8 @@ typedef struct {
     lv_config_route_t *route;
     const node_t *origin;   /* the `origin:` value, resolved later */
     const node_t *function; /* the `function:` value, resolved later */
+    const node_t *capture_stream; /* the stream `capture:` names, resolved later */
+    const node_t *capture_key;    /* a `path.NAME` partition key, checked against `match` */
 } route_builder_t;
 
 /* ----- match: "METHOD /path" ----- */
@@ -1861,6 +1933,143 @@ static void check_admission(parser_t *p)
     }
 }
 
+/* ----- capture: STREAM or { stream, partition_key, on_full } ----- */
+
+static void capture_stream(parser_t *p, const char *key, const node_t *v, void *obj)
+{
+    const char *s;
+    if (!get_text(p, key, v, &s))
+        return;
+    if (!*s)
+        report(p, v->pos, "'%s' must not be empty", key);
+    else
+        ((route_builder_t *)obj)->capture_stream = v;
+}
+
+/* The NAME of `prefix.NAME`, or NULL (reported) when it is empty. */
+static const char *key_name_after(parser_t *p, const node_t *v, const char *prefix)
+{
+    const char *name = v->text + strlen(prefix);
+    if (*name)
+        return name;
+    report(p, v->pos, "capture: partition_key '%s' needs a name (%sNAME)", show(p, v), prefix);
+    return NULL;
+}
+
+static void capture_partition_key(parser_t *p, const char *key, const node_t *v, void *obj)
+{
+    route_builder_t *b = obj;
+    lv_config_capture_t *c = &b->route->capture;
+    const char *s, *name = NULL;
+    if (!get_text(p, key, v, &s))
+        return;
+    if (strcmp(s, "request_id") == 0) {
+        c->key = LV_CAPTURE_KEY_REQUEST_ID;
+    } else if (strcmp(s, "client_ip") == 0) {
+        c->key = LV_CAPTURE_KEY_CLIENT_IP;
+    } else if (strncmp(s, "path.", 5) == 0) {
+        if (!(name = key_name_after(p, v, "path.")))
+            return;
+        c->key = LV_CAPTURE_KEY_PATH;
+        b->capture_key = v; /* `match` may come later in the route */
+    } else if (strncmp(s, "header.", 7) == 0) {
+        if (!(name = key_name_after(p, v, "header.")))
+            return;
+        if (!is_token(name)) {
+            report(p, v->pos, "capture: partition_key header.%s: invalid header name",
+                   show_str(p, name));
+            return;
+        }
+        c->key = LV_CAPTURE_KEY_HEADER;
+    } else if (strncmp(s, "query.", 6) == 0) {
+        if (!(name = key_name_after(p, v, "query.")))
+            return;
+        if (has_control(name, false)) {
+            report(p, v->pos,
+                   "capture: partition_key query.%s: the name must not contain control "
+                   "characters",
+                   show_str(p, name));
+            return;
+        }
+        c->key = LV_CAPTURE_KEY_QUERY;
+    } else {
+        report(p, v->pos,
+               "capture: partition_key must be request_id, client_ip, path.NAME, header.NAME "
+               "or query.NAME; got '%s'",
+               show(p, v));
+        return;
+    }
+    free(c->key_name);
+    c->key_name = NULL;
+    if (c->key == LV_CAPTURE_KEY_REQUEST_ID || c->key == LV_CAPTURE_KEY_CLIENT_IP)
+        return;
+    c->key_name = lv_strdup(name);
+    if (c->key == LV_CAPTURE_KEY_HEADER) /* header names match case-insensitively */
+        for (char *ch = c->key_name; *ch; ch++)
+            if (*ch >= 'A' && *ch <= 'Z')
+                *ch = (char)(*ch - 'A' + 'a');
+}
+
+static void capture_on_full(parser_t *p, const char *key, const node_t *v, void *obj)
+{
+    lv_config_capture_t *c = &((route_builder_t *)obj)->route->capture;
+    const char *s;
+    if (!get_text(p, key, v, &s))
+        return;
+    if (strcmp(s, "shed_request") == 0)
+        c->on_full = LV_CAPTURE_SHED;
+    else if (strcmp(s, "drop") == 0)
+        c->on_full = LV_CAPTURE_DROP;
+    else
+        report(p, v->pos, "'%s' must be shed_request or drop, got '%s'", key, show(p, v));
+}
+
+static void route_capture(parser_t *p, const char *key, const node_t *v, void *obj)
+{
+    static const field_t fields[] = {
+        {"stream", capture_stream},
+        {"partition_key", capture_partition_key},
+        {"on_full", capture_on_full},
+    };
+    static const section_t sec = SECTION("in capture", fields);
+    route_builder_t *b = obj;
+    lv_config_capture_t *c = &b->route->capture;
+    c->enabled = true;
+    c->pos = v->pos;
+    if (v->kind == NODE_SCALAR && !is_null(v)) { /* `capture: clicks` */
+        capture_stream(p, key, v, obj);
+        return;
+    }
+    if (v->kind == NODE_LIST) {
+        report(p, v->pos, "'%s' must be a stream name or a mapping, not a list", key);
+        return;
+    }
+    seen_t seen;
+    if (walk_section(p, key, v, &sec, b, &seen) && !seen_key(&sec, &seen, "stream"))
+        report(p, v->pos, "'%s' is missing required key 'stream'", key);
+}
+
+/* A `path.NAME` partition key must name one of the route's {NAME}
+ * parameters, or every request would fall back to the request id. */
+static void check_capture_key(parser_t *p, const route_builder_t *b)
+{
+    const lv_config_route_t *route = b->route;
+    const char *name = route->capture.key_name;
+    if (!b->capture_key || !route->path || !name)
+        return;
+    /* The pattern is valid, so '{' only opens a whole-segment parameter
+     * and an identifier between braces can only match one exactly. */
+    size_t len = strlen(name);
+    if (is_ident(name, len)) {
+        for (const char *q = route->path; (q = strchr(q, '{')); q++)
+            if (strncmp(q + 1, name, len) == 0 && q[1 + len] == '}')
+                return;
+    }
+    const char *shown = show_str(p, name);
+    report(p, b->capture_key->pos,
+           "capture: partition_key path.%s: the route has no {%s} parameter", shown, shown);
+}
+
 /* ----- one route ----- */
 
 static const field_t route_fields[] = {
@@ -1875,6 +2084,7 @@ static const field_t route_fields[] = {
     {"throttle_per_client", route_throttle_per_client},
     {"concurrency", route_concurrency},
     {"queue", route_queue},
+    {"capture", route_capture},
 };
 static const section_t route_section = SECTION("in route", route_fields);
 
@@ -1892,6 +2102,7 @@ static void init_route(lv_config_route_t *route)
         .cache = {.ttl_ms = -1, .stale_while_revalidate_ms = -1, .stale_if_error_ms = -1},
         .throttle_per_client = {.max_clients = 100000},
         .queue = {.max = 1000, .timeout_ms = 1000},
+        .capture = {.stream = -1},
     };
     route->respond.body = lv_strdup("");
 }
@@ -1960,6 +2171,7 @@ static void one_route(parser_t *p, const node_t *v)
     if (!seen_key(&route_section, &seen, "match"))
         report(p, v->pos, "route is missing required key 'match'");
     check_target(p, v, &seen);
+    check_capture_key(p, &b);
     if (!route.method) {
         /* Without a valid match nothing else about the route is usable. */
         free_route(&route);
@@ -1971,17 +2183,12 @@ static void one_route(parser_t *p, const node_t *v)
     }
     cfg->routes = grow(cfg->routes, cfg->num_routes, sizeof *cfg->routes);
     cfg->routes[cfg->num_routes] = route;
-    if (b.origin) {
-        p->origin_refs = grow(p->origin_refs, p->num_origin_refs, sizeof *p->origin_refs);
-        p->origin_refs[p->num_origin_refs++] =
-            (target_ref_t){cfg->num_routes, lv_strdup(b.origin->text), b.origin->pos};
-    }
-    if (b.function) {
-        p->function_refs =
-            grow(p->function_refs, p->num_function_refs, sizeof *p->function_refs);
-        p->function_refs[p->num_function_refs++] =
-            (target_ref_t){cfg->num_routes, lv_strdup(b.function->text), b.function->pos};
-    }
+    if (b.origin)
+        add_ref(&p->origin_refs, cfg->num_routes, b.origin);
+    if (b.function)
+        add_ref(&p->function_refs, cfg->num_routes, b.function);
+    if (b.capture_stream)
+        add_ref(&p->capture_refs, cfg->num_routes, b.capture_stream);
     cfg->num_routes++;
 }
 
@@ -2472,6 +2679,361 @@ static void top_functions(parser_t *p, const char *key, const node_t *v, void *o
     free(skip);
 }
 
+/* ======================================================================
+ * Streams
+ * ====================================================================== */
+
+/* Kinesis' own limits on a stream, which clients are written against. */
+#define MAX_SHARDS 1024
+#define HOUR_MS (3600 * 1000LL)
+
+static void stream_shards(parser_t *p, const char *key, const node_t *v, void *obj)
+{
+    long long n;
+    if (get_int(p, key, v, 1, MAX_SHARDS, &n))
+        ((lv_config_stream_t *)obj)->shards = (unsigned)n;
+}
+
+static void stream_retention(parser_t *p, const char *key, const node_t *v, void *obj)
+{
+    get_duration_range(p, key, v, HOUR_MS, 8760 * HOUR_MS, "from 1h to 8760h",
+                       &((lv_config_stream_t *)obj)->retention_ms);
+}
+
+static void stream_durability(parser_t *p, const char *key, const node_t *v, void *obj)
+{
+    lv_config_stream_t *st = obj;
+    const char *s;
+    if (!get_text(p, key, v, &s))
+        return;
+    if (strcmp(s, "fsync") == 0)
+        st->durability = LV_DURABILITY_FSYNC;
+    else if (strcmp(s, "batch") == 0)
+        st->durability = LV_DURABILITY_BATCH;
+    else
+        report(p, v->pos, "'%s' must be fsync or batch, got '%s'", key, show(p, v));
+}
+
+/* Accepted with durability fsync too, where every append syncs anyway, so
+ * that switching durability back and forth is a one-word change. */
+static void stream_sync_interval(parser_t *p, const char *key, const node_t *v, void *obj)
+{
+    get_duration_range(p, key, v, 1, 10000, "from 1ms to 10s",
+                       &((lv_config_stream_t *)obj)->sync_interval_ms);
+}
+
+static void stream_segment_bytes(parser_t *p, const char *key, const node_t *v, void *obj)
+{
+    get_size_range(p, key, v, 1ull << 20, 1ull << 30, "from 1MiB to 1GiB",
+                   &((lv_config_stream_t *)obj)->segment_bytes);
+}
+
+/* Less than one maximal record (1 MiB, as in Kinesis) would leave every
+ * large append waiting for an empty buffer. */
+static void stream_max_pending_bytes(parser_t *p, const char *key, const node_t *v, void *obj)
+{
+    get_size_range(p, key, v, 1ull << 20, UINT64_MAX, "at least 1MiB",
+                   &((lv_config_stream_t *)obj)->max_pending_bytes);
+}
+
+typedef enum {
+    NAME_OK,
+    NAME_BAD,  /* empty, too long, or a character outside [a-zA-Z0-9_.-] */
+    NAME_DOTS, /* "." or "..": a directory itself */
+} name_check_t;
+
+/* The names Kinesis accepts for streams (consumers use the same rule). The
+ * name is also a directory under data_dir, so the two names that mean a
+ * directory itself are refused. */
+static name_check_t check_stream_name(const char *s, size_t len, size_t max)
+{
+    if (len == 0 || len > max || strlen(s) != len)
+        return NAME_BAD;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '.' || c == '-'))
+            return NAME_BAD;
+    }
+    return strcmp(s, ".") == 0 || strcmp(s, "..") == 0 ? NAME_DOTS : NAME_OK;
+}
+
+/* Reports a stream or consumer name that check_stream_name refuses.
+ * Returns whether the name is usable. */
+static bool check_name(parser_t *p, const node_t *v, const char *what, size_t max)
+{
+    switch (check_stream_name(v->text, v->len, max)) {
+    case NAME_OK:
+        return true;
+    case NAME_DOTS:
+        report(p, v->pos,
+               "invalid %s name '%s'; '.' and '..' are not allowed (it names a directory in "
+               "data_dir)",
+               what, show(p, v));
+        return false;
+    default:
+        report(p, v->pos, "invalid %s name '%s'; use 1 to %zu letters, digits, '_', '.' and '-'",
+               what, show(p, v), max);
+        return false;
+    }
+}
+
+static void one_stream(parser_t *p, const node_t *key, const node_t *v)
+{
+    static const field_t fields[] = {
+        {"shards", stream_shards},
+        {"retention", stream_retention},
+        {"durability", stream_durability},
+        {"sync_interval", stream_sync_interval},
+        {"segment_bytes", stream_segment_bytes},
+        {"max_pending_bytes", stream_max_pending_bytes},
+    };
+    static const section_t sec = SECTION("in stream", fields);
+    lv_config_t *cfg = p->cfg;
+    check_name(p, key, "stream", 128);
+    /* Kept even with a bad name, so that captures and consumers naming it
+     * do not also report it as unknown. */
+    cfg->streams = grow(cfg->streams, cfg->num_streams, sizeof *cfg->streams);
+    lv_config_stream_t *st = &cfg->streams[cfg->num_streams++];
+    *st = (lv_config_stream_t){
+        .name = lv_strdup(key->text),
+        .shards = 1,
+        .retention_ms = 24 * HOUR_MS,
+        .durability = LV_DURABILITY_FSYNC,
+        .sync_interval_ms = 5,
+        .segment_bytes = 64ull << 20,
+        .max_pending_bytes = 64ull << 20,
+        .pos = key->pos,
+    };
+    char name[sizeof p->shown[0]]; /* the name may be unprintable: quote a safe copy */
+    strcpy(name, show(p, key));
+    walk_section(p, name, v, &sec, st, NULL);
+}
+
+static void top_streams(parser_t *p, const char *key, const node_t *v, void *obj)
+{
+    if (!expect_map(p, key, v))
+        return;
+    bool *skip = find_repeated_keys(p, v);
+    for (size_t i = 0; i + 1 < v->count; i += 2)
+        if (!skip[i / 2])
+            one_stream(p, v->kids[i], v->kids[i + 1]);
+    free(skip);
+}
+
+/* ======================================================================
+ * Consumers
+ * ====================================================================== */
+
+/* What a consumer's handlers leave behind for the checks that need all of
+ * its keys. */
+typedef struct {
+    lv_config_consumer_t *c;
+    const node_t *name;       /* the `name:` value, when valid */
+    const node_t *stream;     /* the `stream:` value, resolved later */
+    const node_t *function;   /* the `function:` value, resolved later */
+    bool position_bad;        /* `starting_position:` given but invalid */
+} consumer_builder_t;
+
+/* Consumer names: as stream names, but room for the default STREAM-FUNCTION. */
+#define MAX_CONSUMER_NAME 256
+#define MAX_BATCH_WINDOW_MS (300 * 1000)
+#define MAX_RETRY_BACKOFF_MS (60 * 1000)
+
+static void consumer_name(parser_t *p, const char *key, const node_t *v, void *obj)
+{
+    consumer_builder_t *b = obj;
+    const char *s;
+    if (!get_text(p, key, v, &s))
+        return;
+    if (!check_name(p, v, "consumer", MAX_CONSUMER_NAME))
+        return;
+    b->name = v;
+    b->c->name = lv_strdup(s);
+}
+
+/* `stream:` and `function:` name entries of other sections. */
+static const node_t *consumer_ref(parser_t *p, const char *key, const node_t *v)
+{
+    const char *s;
+    if (!get_text(p, key, v, &s))
+        return NULL;
+    if (*s)
+        return v;
+    report(p, v->pos, "'%s' must not be empty", key);
+    return NULL;
+}
+
+static void consumer_stream(parser_t *p, const char *key, const node_t *v, void *obj)
+{
+    ((consumer_builder_t *)obj)->stream = consumer_ref(p, key, v);
+}
+
+static void consumer_function(parser_t *p, const char *key, const node_t *v, void *obj)
+{
+    ((consumer_builder_t *)obj)->function = consumer_ref(p, key, v);
+}
+
+static void consumer_batch_size(parser_t *p, const char *key, const node_t *v, void *obj)
+{
+    long long n;
+    if (get_int(p, key, v, 1, 10000, &n))
+        ((consumer_builder_t *)obj)->c->batch_size = (unsigned)n;
+}
+
+static void consumer_batching_window(parser_t *p, const char *key, const node_t *v, void *obj)
+{
+    get_duration_in(p, key, v, 0, MAX_BATCH_WINDOW_MS,
+                    &((consumer_builder_t *)obj)->c->batching_window_ms);
+}
+
+static const char *const start_names[] = {
+    [LV_START_TRIM_HORIZON] = "TRIM_HORIZON",
+    [LV_START_LATEST] = "LATEST",
+    [LV_START_AT_TIMESTAMP] = "AT_TIMESTAMP",
+};
+
+static void consumer_starting_position(parser_t *p, const char *key, const node_t *v, void *obj)
+{
+    consumer_builder_t *b = obj;
+    const char *s;
+    b->position_bad = true;
+    if (!get_text(p, key, v, &s))
+        return;
+    for (size_t i = 0; i < sizeof start_names / sizeof start_names[0]; i++) {
+        if (strcmp(s, start_names[i]) == 0) {
+            b->c->starting_position = (lv_start_position_t)i;
+            b->position_bad = false;
+            return;
+        }
+    }
+    report(p, v->pos, "'%s' must be one of TRIM_HORIZON, LATEST, AT_TIMESTAMP; got '%s'", key,
+           show(p, v));
+}
+
+static void consumer_starting_timestamp(parser_t *p, const char *key, const node_t *v, void *obj)
+{
+    get_time(p, key, v, &((consumer_builder_t *)obj)->c->starting_timestamp_ms);
+}
+
+static void consumer_max_retries(parser_t *p, const char *key, const node_t *v, void *obj)
+{
+    const char *s;
+    long long n;
+    if (!get_text(p, key, v, &s))
+        return;
+    if (strcmp(s, "-1") == 0)
+        n = -1;
+    else if (!parse_whole(s, 10000, &n)) {
+        report(p, v->pos,
+               "'%s' must be -1 (retry until the batch succeeds or expires) or a whole number "
+               "from 0 to 10000, got '%s'",
+               key, show(p, v));
+        return;
+    }
+    ((consumer_builder_t *)obj)->c->max_retries = (int)n;
+}
+
+static void consumer_retry_backoff(parser_t *p, const char *key, const node_t *v, void *obj)
+{
+    get_duration_in(p, key, v, 1, MAX_RETRY_BACKOFF_MS,
+                    &((consumer_builder_t *)obj)->c->retry_backoff_ms);
+}
+
+static void consumer_on_failure(parser_t *p, const char *key, const node_t *v, void *obj)
+{
+    get_path(p, key, v, &((consumer_builder_t *)obj)->c->on_failure);
+}
+
+static const field_t consumer_fields[] = {
+    {"name", consumer_name},
+    {"stream", consumer_stream},
+    {"function", consumer_function},
+    {"batch_size", consumer_batch_size},
+    {"batching_window", consumer_batching_window},
+    {"starting_position", consumer_starting_position},
+    {"starting_timestamp", consumer_starting_timestamp},
+    {"max_retries", consumer_max_retries},
+    {"retry_backoff", consumer_retry_backoff},
+    {"on_failure", consumer_on_failure},
+};
+static const section_t consumer_section = SECTION("in consumer", consumer_fields);
+
+/* Checks that involve more than one key of the consumer. */
+static void check_consumer(parser_t *p, const consumer_builder_t *b, const node_t *v,
+                           const seen_t *seen)
+{
+    const section_t *sec = &consumer_section;
+    if (!seen_key(sec, seen, "stream"))
+        report(p, v->pos, "consumer is missing required key 'stream'");
+    if (!seen_key(sec, seen, "function"))
+        report(p, v->pos, "consumer is missing required key 'function'");
+    if (b->position_bad)
+        return;
+    const node_t *position = seen_value(sec, seen, "starting_position");
+    const node_t *timestamp = seen_key(sec, seen, "starting_timestamp");
+    bool at_timestamp = b->c->starting_position == LV_START_AT_TIMESTAMP;
+    if (at_timestamp && !timestamp)
+        report(p, position->pos,
+               "starting_position AT_TIMESTAMP needs 'starting_timestamp' (an RFC 3339 time, "
+               "e.g. 2026-11-27T15:00:00Z)");
+    else if (!at_timestamp && timestamp)
+        report(p, timestamp->pos,
+               "'starting_timestamp' is only allowed with starting_position AT_TIMESTAMP, not %s",
+               start_names[b->c->starting_position]);
+}
+
+static void one_consumer(parser_t *p, const node_t *v)
+{
+    lv_config_t *cfg = p->cfg;
+    if (v->kind != NODE_MAP) {
+        if (v->kind != NODE_BROKEN)
+            report(p, v->pos, "a consumer must be a mapping with 'stream' and 'function', not %s",
+                   is_null(v) ? "an empty value" : describe(v));
+        return;
+    }
+    /* Kept whatever its problems, so that it is freed with the config. Both
+     * arrays have the same count, so grow() keeps them the same size. */
+    p->consumer_names = grow(p->consumer_names, cfg->num_consumers, sizeof *p->consumer_names);
+    cfg->consumers = grow(cfg->consumers, cfg->num_consumers, sizeof *cfg->consumers);
+    size_t index = cfg->num_consumers++;
+    lv_config_consumer_t *c = &cfg->consumers[index];
+    *c = (lv_config_consumer_t){
+        .stream = -1,
+        .function = -1,
+        .batch_size = 100,
+        .batching_window_ms = 0,
+        .starting_position = LV_START_TRIM_HORIZON,
+        .starting_timestamp_ms = -1,
+        .max_retries = -1,
+        .retry_backoff_ms = 1000,
+        .pos = v->pos,
+    };
+    consumer_builder_t b = {.c = c};
+    seen_t seen;
+    walk_section(p, "consumer", v, &consumer_section, &b, &seen);
+    check_consumer(p, &b, v, &seen);
+    p->consumer_names[index] = (consumer_name_t){b.name ? b.name->pos : v->pos, b.name != NULL};
+    if (!seen_key(&consumer_section, &seen, "name") && b.stream && b.function) {
+        lv_buf_t name = LV_BUF_INIT;
+        lv_buf_printf(&name, "%s-%s", b.stream->text, b.function->text);
+        c->name = lv_memdup0(lv_buf_data(&name), lv_buf_len(&name));
+        lv_buf_free(&name);
+    }
+    if (b.stream)
+        add_ref(&p->consumer_streams, index, b.stream);
+    if (b.function)
+        add_ref(&p->consumer_functions, index, b.function);
+}
+
+static void top_consumers(parser_t *p, const char *key, const node_t *v, void *obj)
+{
+    if (!expect_list(p, key, v))
+        return;
+    for (size_t i = 0; i < v->count; i++)
+        one_consumer(p, v->kids[i]);
+}
+
 static const field_t top_fields[] = {
     {"listen", top_listen},
     {"threads", top_threads},
@@ -2486,6 +3048,8 @@ static const field_t top_fields[] = {
     {"origins", top_origins},
     {"functions", top_functions},
     {"routes", top_routes},
+    {"streams", top_streams},
+    {"consumers", top_consumers},
 };
 
 /* ======================================================================
@@ -2505,8 +3069,8 @@ static int find_origin(const lv_config_t *cfg, const char *name)
 static void resolve_origins(parser_t *p)
 {
     lv_config_t *cfg = p->cfg;
-    for (size_t i = 0; i < p->num_origin_refs; i++) {
-        const target_ref_t *ref = &p->origin_refs[i];
+    for (size_t i = 0; i < p->origin_refs.count; i++) {
+        const target_ref_t *ref = &p->origin_refs.items[i];
         int index = find_origin(cfg, ref->ref);
         bool is_url = strpbrk(ref->ref, ":/") != NULL;
         if (index < 0 && is_url) {
@@ -2517,41 +3081,128 @@ static void resolve_origins(parser_t *p)
             report(p, ref->pos, "unknown origin '%s' (not defined under origins:)",
                    show_str(p, ref->ref));
         }
-        cfg->routes[ref->route].origin = index;
+        cfg->routes[ref->owner].origin = index;
     }
 }
 
-static int function_order(const void *a, const void *b)
+/* Names of one section sorted for bsearch, so that resolving n references
+ * against m entries costs O((n + m) log m) however large the file is. */
+typedef struct {
+    const char *name;
+    int index;
+} name_index_t;
+
+static int name_index_order(const void *a, const void *b)
 {
-    return strcmp(((const lv_config_function_t *const *)a)[0]->name,
-                  ((const lv_config_function_t *const *)b)[0]->name);
+    return strcmp(((const name_index_t *)a)->name, ((const name_index_t *)b)->name);
 }
 
-/* Names are unique (repeated keys were dropped), so a sorted array of
- * pointers finds each route's function in O(log n), however many routes
- * and functions a file has. */
-static void resolve_functions(parser_t *p)
+/* Equal names in file order, for reporting the later ones. */
+static int name_then_index_order(const void *a, const void *b)
+{
+    const name_index_t *x = a, *y = b;
+    int c = strcmp(x->name, y->name);
+    return c ? c : (x->index > y->index) - (x->index < y->index);
+}
+
+static name_index_t *function_index(const lv_config_t *cfg)
+{
+    size_t n = cfg->num_functions;
+    name_index_t *idx = lv_calloc(n ? n : 1, sizeof *idx);
+    for (size_t i = 0; i < n; i++)
+        idx[i] = (name_index_t){cfg->functions[i].name, (int)i};
+    qsort(idx, n, sizeof *idx, name_index_order);
+    return idx;
+}
+
+static name_index_t *stream_index(const lv_config_t *cfg)
+{
+    size_t n = cfg->num_streams;
+    name_index_t *idx = lv_calloc(n ? n : 1, sizeof *idx);
+    for (size_t i = 0; i < n; i++)
+        idx[i] = (name_index_t){cfg->streams[i].name, (int)i};
+    qsort(idx, n, sizeof *idx, name_index_order);
+    return idx;
+}
+
+static int find_name(const name_index_t *idx, size_t count, const char *name)
+{
+    const name_index_t key = {name, -1};
+    const name_index_t *found =
+        count ? bsearch(&key, idx, count, sizeof *idx, name_index_order) : NULL;
+    return found ? found->index : -1;
+}
+
+/* Looks up every reference in the list; each one that is unknown is
+ * reported as "unknown WHAT 'x' (not defined under WHATs:)". Returns the
+ * indexes in reference order (-1 for unknown); the caller frees them. */
+static int *resolve_refs(parser_t *p, const ref_list_t *refs, const name_index_t *idx,
+                         size_t count, const char *what)
+{
+    int *found = lv_calloc(refs->count ? refs->count : 1, sizeof *found);
+    for (size_t i = 0; i < refs->count; i++) {
+        const target_ref_t *ref = &refs->items[i];
+        found[i] = find_name(idx, count, ref->ref);
+        if (found[i] < 0)
+            report(p, ref->pos, "unknown %s '%s' (not defined under %ss:)", what,
+                   show_str(p, ref->ref), what);
+    }
+    return found;
+}
+
+/* Routes' functions and capture streams, and consumers' streams and
+ * functions. Names within a section are unique (repeated keys were
+ * dropped). */
+static void resolve_names(parser_t *p)
 {
     lv_config_t *cfg = p->cfg;
-    if (p->num_function_refs == 0)
-        return;
-    size_t n = cfg->num_functions;
-    const lv_config_function_t **sorted = lv_calloc(n ? n : 1, sizeof *sorted);
-    for (size_t i = 0; i < n; i++)
-        sorted[i] = &cfg->functions[i];
-    qsort(sorted, n, sizeof *sorted, function_order);
-    for (size_t i = 0; i < p->num_function_refs; i++) {
-        const target_ref_t *ref = &p->function_refs[i];
-        const lv_config_function_t key = {.name = ref->ref}, *want = &key;
-        const lv_config_function_t **found =
-            n ? bsearch(&want, sorted, n, sizeof *sorted, function_order) : NULL;
-        int index = found ? (int)(*found - cfg->functions) : -1;
-        if (index < 0)
-            report(p, ref->pos, "unknown function '%s' (not defined under functions:)",
-                   show_str(p, ref->ref));
-        cfg->routes[ref->route].function = index;
+    name_index_t *functions = function_index(cfg), *streams = stream_index(cfg);
+    int *found = resolve_refs(p, &p->function_refs, functions, cfg->num_functions, "function");
+    for (size_t i = 0; i < p->function_refs.count; i++)
+        cfg->routes[p->function_refs.items[i].owner].function = found[i];
+    free(found);
+    found = resolve_refs(p, &p->capture_refs, streams, cfg->num_streams, "stream");
+    for (size_t i = 0; i < p->capture_refs.count; i++)
+        cfg->routes[p->capture_refs.items[i].owner].capture.stream = found[i];
+    free(found);
+    found = resolve_refs(p, &p->consumer_streams, streams, cfg->num_streams, "stream");
+    for (size_t i = 0; i < p->consumer_streams.count; i++)
+        cfg->consumers[p->consumer_streams.items[i].owner].stream = found[i];
+    free(found);
+    found = resolve_refs(p, &p->consumer_functions, functions, cfg->num_functions, "function");
+    for (size_t i = 0; i < p->consumer_functions.count; i++)
+        cfg->consumers[p->consumer_functions.items[i].owner].function = found[i];
+    free(found);
+    free(functions);
+    free(streams);
+}
+
+/* A consumer's name keys its checkpoint and dead-letter file, so two
+ * consumers sharing one would overwrite each other's position. */
+static void check_consumer_names(parser_t *p)
+{
+    const lv_config_t *cfg = p->cfg;
+    size_t n = 0;
+    name_index_t *idx = lv_calloc(cfg->num_consumers ? cfg->num_consumers : 1, sizeof *idx);
+    for (size_t i = 0; i < cfg->num_consumers; i++)
+        if (cfg->consumers[i].name)
+            idx[n++] = (name_index_t){cfg->consumers[i].name, (int)i};
+    qsort(idx, n, sizeof *idx, name_then_index_order);
+    for (size_t i = 1, first = 0; i < n; i++) {
+        if (strcmp(idx[first].name, idx[i].name) != 0) {
+            first = i;
+            continue;
+        }
+        size_t a = (size_t)idx[first].index, b = (size_t)idx[i].index;
+        const consumer_name_t *later = &p->consumer_names[b];
+        lv_config_pos_t at = p->consumer_names[a].pos;
+        report(p, later->pos, "duplicate consumer name '%s' (first at %d:%d)%s",
+               show_str(p, idx[i].name), at.line, at.col,
+               later->given ? ""
+                            : "; give consumers of the same stream and function each a "
+                              "'name'");
     }
-    free(sorted);
+    free(idx);
 }
 
 /* data_dir, then the defaults that live in it; data_dir may come after the
@@ -2568,6 +3219,15 @@ static void fill_data_dir_defaults(parser_t *p)
         lv_buf_t b = LV_BUF_INIT;
         lv_buf_printf(&b, "%s/functions/%s/dead-letter.jsonl", cfg->data_dir, fn->name);
         fn->async.on_failure = lv_memdup0(lv_buf_data(&b), lv_buf_len(&b));
+        lv_buf_free(&b);
+    }
+    for (size_t i = 0; i < cfg->num_consumers; i++) {
+        lv_config_consumer_t *c = &cfg->consumers[i];
+        if (c->on_failure || !c->name) /* no name: a problem is already reported */
+            continue;
+        lv_buf_t b = LV_BUF_INIT;
+        lv_buf_printf(&b, "%s/consumers/%s/dead-letter.jsonl", cfg->data_dir, c->name);
+        c->on_failure = lv_memdup0(lv_buf_data(&b), lv_buf_len(&b));
         lv_buf_free(&b);
     }
 }
@@ -2672,7 +3332,8 @@ static void finish(parser_t *p, bool listen_given)
 {
     lv_config_t *cfg = p->cfg;
     resolve_origins(p);
-    resolve_functions(p);
+    resolve_names(p);
+    check_consumer_names(p);
     fill_data_dir_defaults(p);
     check_route_clashes(p);
     check_admission(p);
@@ -2735,12 +3396,12 @@ static int load(const char *file, const char *dir, const char *yaml, size_t len,
         finish(&p, seen_key(&sec, &seen, "listen") != NULL);
     }
     node_free(root);
-    for (size_t i = 0; i < p.num_origin_refs; i++)
-        free(p.origin_refs[i].ref);
-    free(p.origin_refs);
-    for (size_t i = 0; i < p.num_function_refs; i++)
-        free(p.function_refs[i].ref);
-    free(p.function_refs);
+    free_refs(&p.origin_refs);
+    free_refs(&p.function_refs);
+    free_refs(&p.capture_refs);
+    free_refs(&p.consumer_streams);
+    free_refs(&p.consumer_functions);
+    free(p.consumer_names);
     int rc = p.num_problems ? -1 : 0;
     flush_problems(&p, errs);
     if (rc != 0)
@@ -2833,6 +3494,7 @@ static void free_route(lv_config_route_t *r)
     free(r->cache.statuses);
     free(r->throttle.key);
     free(r->throttle_per_client.key);
+    free(r->capture.key_name);
 }
 
 static void free_function(lv_config_function_t *fn)
@@ -2878,6 +3540,14 @@ void lv_config_free(lv_config_t *cfg)
     for (size_t i = 0; i < cfg->num_functions; i++)
         free_function(&cfg->functions[i]);
     free(cfg->functions);
+    for (size_t i = 0; i < cfg->num_streams; i++)
+        free(cfg->streams[i].name);
+    free(cfg->streams);
+    for (size_t i = 0; i < cfg->num_consumers; i++) {
+        free(cfg->consumers[i].name);
+        free(cfg->consumers[i].on_failure);
+    }
+    free(cfg->consumers);
     memset(cfg, 0, sizeof *cfg);
 }
 

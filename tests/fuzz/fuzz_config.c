@@ -57,6 +57,26 @@ static void check_route(const lv_config_t *cfg, const lv_config_route_t *r)
     REQUIRE((r->function >= 0) == (r->kind == LV_TARGET_FUNCTION));
     for (size_t i = 0; i < r->cache.num_statuses; i++)
         REQUIRE(r->cache.statuses[i] >= 100 && r->cache.statuses[i] <= 599);
+    const lv_config_capture_t *c = &r->capture;
+    if (c->enabled) {
+        REQUIRE(c->stream >= 0 && (size_t)c->stream < cfg->num_streams);
+        REQUIRE(c->pos.line >= 1);
+        bool named = c->key == LV_CAPTURE_KEY_PATH || c->key == LV_CAPTURE_KEY_HEADER ||
+                     c->key == LV_CAPTURE_KEY_QUERY;
+        REQUIRE(named == (c->key_name != NULL));
+        REQUIRE(!c->key_name || c->key_name[0]);
+        if (c->key == LV_CAPTURE_KEY_PATH) {
+            char want[512];
+            snprintf(want, sizeof want, "{%s}", c->key_name);
+            REQUIRE(strstr(r->path, want) != NULL);
+        }
+        if (c->key == LV_CAPTURE_KEY_HEADER)
+            for (const char *ch = c->key_name; *ch; ch++)
+                REQUIRE(!(*ch >= 'A' && *ch <= 'Z') && *ch > 0x20 && *ch < 0x7f && *ch != ':');
+        REQUIRE(c->on_full == LV_CAPTURE_SHED || c->on_full == LV_CAPTURE_DROP);
+    } else {
+        REQUIRE(c->stream == -1 && c->key_name == NULL);
+    }
 }
 
 static void check_function(const lv_config_function_t *fn)
@@ -103,6 +123,35 @@ static void check_config(const lv_config_t *cfg)
     }
     for (size_t i = 0; i < cfg->num_routes; i++)
         check_route(cfg, &cfg->routes[i]);
+    static const char name_chars[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-";
+    for (size_t i = 0; i < cfg->num_streams; i++) {
+        const lv_config_stream_t *st = &cfg->streams[i];
+        size_t len = strlen(st->name);
+        REQUIRE(len >= 1 && len <= 128 && strspn(st->name, name_chars) == len);
+        REQUIRE(strcmp(st->name, ".") != 0 && strcmp(st->name, "..") != 0);
+        for (size_t j = 0; j < i; j++)
+            REQUIRE(strcmp(st->name, cfg->streams[j].name) != 0);
+        REQUIRE(st->shards >= 1 && st->shards <= 1024);
+        REQUIRE(st->retention_ms >= 3600000 && st->retention_ms <= 8760LL * 3600000);
+        REQUIRE(st->sync_interval_ms >= 1 && st->sync_interval_ms <= 10000);
+        REQUIRE(st->segment_bytes >= 1u << 20 && st->segment_bytes <= 1u << 30);
+        REQUIRE(st->max_pending_bytes >= 1u << 20);
+    }
+    for (size_t i = 0; i < cfg->num_consumers; i++) {
+        const lv_config_consumer_t *c = &cfg->consumers[i];
+        size_t len = strlen(c->name);
+        REQUIRE(len >= 1 && len <= 256 && strspn(c->name, name_chars) == len);
+        for (size_t j = 0; j < i; j++)
+            REQUIRE(strcmp(c->name, cfg->consumers[j].name) != 0);
+        REQUIRE(c->stream >= 0 && (size_t)c->stream < cfg->num_streams);
+        REQUIRE(c->function >= 0 && (size_t)c->function < cfg->num_functions);
+        REQUIRE(c->batch_size >= 1 && c->batch_size <= 10000);
+        REQUIRE(c->batching_window_ms >= 0 && c->batching_window_ms <= 300000);
+        REQUIRE((c->starting_position == LV_START_AT_TIMESTAMP) == (c->starting_timestamp_ms >= 0));
+        REQUIRE(c->max_retries >= -1 && c->max_retries <= 10000);
+        REQUIRE(c->retry_backoff_ms >= 1 && c->retry_backoff_ms <= 60000);
+        REQUIRE(c->on_failure && c->on_failure[0]);
+    }
 }
 
 static void fuzz_value_parsers(const uint8_t *data, size_t size)

@@ -83,7 +83,7 @@ def test_check_unknown_key_lists_the_expected_ones(tmp_path):
     lines = r.stderr.splitlines()
     assert ("c.yaml:4:5: unknown key 'respnd' in route; expected one of: "
             "match, name, respond, redirect, origin, function, cache, throttle, throttle_per_client, "
-            "concurrency, queue") in lines, lines
+            "concurrency, queue, capture") in lines, lines
     assert "c.yaml:3:5: route has no target; add one of: respond, redirect, origin, function" in lines
 
 

@@ -396,7 +396,7 @@ static const struct {
     /* keys */
     {"foo: 1\n", "t.yaml:1:1: unknown key 'foo' at top level; expected one of: listen, threads, "
                  "admin, api, cache, log_level, shutdown_timeout, limits, data_dir, runtime_dir, "
-                 "origins, functions, routes"},
+                 "origins, functions, routes, streams, consumers"},
     {"threads: 1\nthreads: 2\n", "t.yaml:2:1: duplicate key 'threads' (first at 1:1)"},
     /* threads */
     {"threads: 0\n", "t.yaml:1:10: 'threads' must be 'auto' or a whole number from 1 to 256, "
@@ -488,7 +488,7 @@ static const struct {
      "t.yaml:4:5: 'origin' conflicts with 'respond' at 3:5; a route has exactly one target"},
     {"routes:\n  - match: GET /\n    respond: {}\n    foo: 1\n",
      "t.yaml:4:5: unknown key 'foo' in route; expected one of: match, name, respond, redirect, "
-     "origin, function, cache, throttle, throttle_per_client, concurrency, queue"},
+     "origin, function, cache, throttle, throttle_per_client, concurrency, queue, capture"},
     {"routes:\n  - match: GET /\n    name: ''\n    respond: {}\n",
      "t.yaml:3:11: 'name' must not be empty"},
     /* routes: match */
@@ -716,7 +716,7 @@ static void test_many_errors(void)
                 "t.yaml:8:49: 'idle_timeout' must be greater than 0\n"
                 "t.yaml:9:1: unknown key 'bogus' at top level; expected one of: listen, threads, "
                 "admin, api, cache, log_level, shutdown_timeout, limits, data_dir, runtime_dir, "
-                "origins, functions, routes");
+                "origins, functions, routes, streams, consumers");
 }
 
 /* Values quoted back in messages are made printable and cut short. */
@@ -1736,6 +1736,683 @@ static void test_times(void)
     CHECK_EQ(lv_config_parse_time("x", &ms, NULL), -1);
 }
 
+/* ------------------------------------------------------------------ */
+/* streams, route capture and consumers (issue 5) */
+
+/* The example from the issue, as written there (plus the function it
+ * names), with every field checked: those it sets and the defaults of
+ * those it leaves out. */
+static void test_streams_issue_example(void)
+{
+    char yaml[2048];
+    snprintf(yaml, sizeof yaml,
+             "data_dir: ./levee-data\n"
+             "streams:\n"
+             "  clicks: { shards: 4, retention: 24h, durability: fsync }   # fsync (default) | "
+             "batch\n"
+             "routes:\n"
+             "  - match: GET /r/{code}\n"
+             "    redirect: { table: %s }\n"
+             "    capture: clicks                       # or { stream: clicks, partition_key: "
+             "path.code }\n"
+             "  - match: GET /s/{code}\n"
+             "    redirect: { table: %s }\n"
+             "    capture: { stream: clicks, partition_key: path.code }\n"
+             "consumers:\n"
+             "  - stream: clicks\n"
+             "    function: aggregate                   # from functions:\n"
+             "    batch_size: 500\n"
+             "    batching_window: 1s\n"
+             "    starting_position: TRIM_HORIZON\n"
+             "functions:\n"
+             "  aggregate: { runtime: provided, code: ./agg }\n",
+             table_csv, table_csv);
+    lv_config_t cfg;
+    lv_config_errors_t errs = {0};
+    int rc = load(yaml, &cfg, &errs);
+    char *msgs = joined(&errs);
+    CHECK_STR(msgs, "");
+    free(msgs);
+    CHECK_EQ(rc, 0);
+
+    CHECK_EQ(cfg.num_streams, 1);
+    const lv_config_stream_t *st = &cfg.streams[0];
+    CHECK_STR(st->name, "clicks");
+    CHECK_EQ(st->shards, 4);
+    CHECK_EQ(st->retention_ms, 24 * 3600 * 1000LL);
+    CHECK_EQ(st->durability, LV_DURABILITY_FSYNC);
+    CHECK_EQ(st->sync_interval_ms, 5);
+    CHECK_EQ(st->segment_bytes, 64ull << 20);
+    CHECK_EQ(st->max_pending_bytes, 64ull << 20);
+    CHECK_EQ(st->pos.line, 3);
+    CHECK_EQ(st->pos.col, 3);
+
+    CHECK_EQ(cfg.num_routes, 2);
+    const lv_config_capture_t *c = &cfg.routes[0].capture;
+    CHECK(c->enabled);
+    CHECK_EQ(c->stream, 0);
+    CHECK_EQ(c->key, LV_CAPTURE_KEY_REQUEST_ID);
+    CHECK(c->key_name == NULL);
+    CHECK_EQ(c->on_full, LV_CAPTURE_SHED);
+    CHECK_EQ(c->pos.line, 7);
+    CHECK_EQ(c->pos.col, 14);
+    CHECK_EQ(cfg.routes[0].kind, LV_TARGET_REDIRECT);
+    c = &cfg.routes[1].capture;
+    CHECK(c->enabled);
+    CHECK_EQ(c->stream, 0);
+    CHECK_EQ(c->key, LV_CAPTURE_KEY_PATH);
+    CHECK_STR(c->key_name, "code");
+    CHECK_EQ(c->on_full, LV_CAPTURE_SHED);
+    CHECK_EQ(c->pos.line, 10);
+    CHECK_EQ(c->pos.col, 14);
+
+    CHECK_EQ(cfg.num_consumers, 1);
+    const lv_config_consumer_t *con = &cfg.consumers[0];
+    CHECK_STR(con->name, "clicks-aggregate");
+    CHECK_EQ(con->stream, 0);
+    CHECK_EQ(con->function, 0);
+    CHECK_EQ(con->batch_size, 500);
+    CHECK_EQ(con->batching_window_ms, 1000);
+    CHECK_EQ(con->starting_position, LV_START_TRIM_HORIZON);
+    CHECK_EQ(con->starting_timestamp_ms, -1);
+    CHECK_EQ(con->max_retries, -1);
+    CHECK_EQ(con->retry_backoff_ms, 1000);
+    CHECK_STR(con->on_failure, "./levee-data/consumers/clicks-aggregate/dead-letter.jsonl");
+    CHECK_EQ(con->pos.line, 12);
+    CHECK_EQ(con->pos.col, 5);
+    CHECK_STR(cfg.data_dir, "./levee-data");
+    lv_config_free(&cfg);
+    CHECK(is_zeroed(&cfg));
+}
+
+/* Every key of a stream and of a consumer, in a file so that paths resolve
+ * against its directory. Streams come after the routes and consumers that
+ * name them, and data_dir comes last: the default dead-letter path must
+ * still use it. */
+static void test_streams_all_keys(void)
+{
+    char path[160];
+    snprintf(path, sizeof path, "%s/streams.yaml", tmpdir);
+    write_file(path,
+               "routes:\n"
+               "  - match: GET /hi\n"
+               "    respond: {}\n"
+               "    capture: { stream: views.v2, partition_key: header.X-Client-Id,\n"
+               "               on_full: drop }\n"
+               "  - match: GET /q\n"
+               "    origin: http://127.0.0.1:3000\n"
+               "    capture: { on_full: shed_request, partition_key: query.q, stream: clicks }\n"
+               "  - match: POST /fn\n"
+               "    function: agg\n"
+               "    capture: { stream: clicks, partition_key: client_ip }\n"
+               "  - match: GET /none\n"
+               "    respond: {}\n"
+               "consumers:\n"
+               "  - name: nightly.rollup\n"
+               "    stream: views.v2\n"
+               "    function: agg\n"
+               "    batch_size: 10000\n"
+               "    batching_window: 300s\n"
+               "    starting_position: AT_TIMESTAMP\n"
+               "    starting_timestamp: 2026-11-27T16:00:00+01:00\n"
+               "    max_retries: 10000\n"
+               "    retry_backoff: 1m\n"
+               "    on_failure: dlq/rollup.jsonl\n"
+               "  - { stream: clicks, function: agg, starting_position: LATEST, max_retries: 0,\n"
+               "      batch_size: 1, batching_window: 0, retry_backoff: 1ms }\n"
+               "  - { name: again, stream: clicks, function: agg, max_retries: -1 }\n"
+               "streams:\n"
+               "  views.v2:\n"
+               "    shards: 1024\n"
+               "    retention: 8760h\n"
+               "    durability: batch\n"
+               "    sync_interval: 10s\n"
+               "    segment_bytes: 1GiB\n"
+               "    max_pending_bytes: 1MiB\n"
+               "  clicks:\n"
+               "    durability: fsync\n"
+               "    sync_interval: 1ms\n"
+               "    retention: 1h\n"
+               "    segment_bytes: 1MiB\n"
+               "    max_pending_bytes: 16GiB\n"
+               "  A-Za-z0-9_.-:\n"
+               "functions:\n"
+               "  agg: { runtime: provided, code: . }\n"
+               "data_dir: ./state\n");
+    lv_config_t cfg;
+    lv_config_errors_t errs = {0};
+    int rc = lv_config_load(path, &cfg, &errs);
+    char *msgs = joined(&errs);
+    CHECK_STR(msgs, "");
+    free(msgs);
+    CHECK_EQ(rc, 0);
+    char *real = realpath(tmpdir, NULL);
+    char expected[320];
+
+    CHECK_EQ(cfg.num_streams, 3);
+    const lv_config_stream_t *st = &cfg.streams[0];
+    CHECK_STR(st->name, "views.v2");
+    CHECK_EQ(st->shards, 1024);
+    CHECK_EQ(st->retention_ms, 8760 * 3600 * 1000LL);
+    CHECK_EQ(st->durability, LV_DURABILITY_BATCH);
+    CHECK_EQ(st->sync_interval_ms, 10000);
+    CHECK_EQ(st->segment_bytes, 1ull << 30);
+    CHECK_EQ(st->max_pending_bytes, 1ull << 20);
+    CHECK_EQ(st->pos.line, 29);
+    CHECK_EQ(st->pos.col, 3);
+    st = &cfg.streams[1];
+    CHECK_STR(st->name, "clicks");
+    CHECK_EQ(st->shards, 1);
+    CHECK_EQ(st->retention_ms, 3600 * 1000);
+    CHECK_EQ(st->durability, LV_DURABILITY_FSYNC);
+    CHECK_EQ(st->sync_interval_ms, 1); /* accepted, and ignored with fsync */
+    CHECK_EQ(st->segment_bytes, 1ull << 20);
+    CHECK_EQ(st->max_pending_bytes, 16ull << 30);
+    st = &cfg.streams[2];
+    CHECK_STR(st->name, "A-Za-z0-9_.-");
+    CHECK_EQ(st->shards, 1);
+
+    const lv_config_capture_t *c = &cfg.routes[0].capture;
+    CHECK_EQ(cfg.routes[0].kind, LV_TARGET_RESPOND);
+    CHECK(c->enabled);
+    CHECK_EQ(c->stream, 0);
+    CHECK_EQ(c->key, LV_CAPTURE_KEY_HEADER);
+    CHECK_STR(c->key_name, "x-client-id");
+    CHECK_EQ(c->on_full, LV_CAPTURE_DROP);
+    CHECK_EQ(c->pos.line, 4);
+    CHECK_EQ(c->pos.col, 14);
+    c = &cfg.routes[1].capture;
+    CHECK_EQ(cfg.routes[1].kind, LV_TARGET_ORIGIN);
+    CHECK(c->enabled);
+    CHECK_EQ(c->stream, 1);
+    CHECK_EQ(c->key, LV_CAPTURE_KEY_QUERY);
+    CHECK_STR(c->key_name, "q");
+    CHECK_EQ(c->on_full, LV_CAPTURE_SHED);
+    c = &cfg.routes[2].capture;
+    CHECK_EQ(cfg.routes[2].kind, LV_TARGET_FUNCTION);
+    CHECK(c->enabled);
+    CHECK_EQ(c->stream, 1);
+    CHECK_EQ(c->key, LV_CAPTURE_KEY_CLIENT_IP);
+    CHECK(c->key_name == NULL);
+    c = &cfg.routes[3].capture;
+    CHECK(!c->enabled);
+    CHECK_EQ(c->stream, -1);
+    CHECK(c->key_name == NULL);
+
+    CHECK_EQ(cfg.num_consumers, 3);
+    const lv_config_consumer_t *con = &cfg.consumers[0];
+    CHECK_STR(con->name, "nightly.rollup");
+    CHECK_EQ(con->stream, 0);
+    CHECK_EQ(con->function, 0);
+    CHECK_EQ(con->batch_size, 10000);
+    CHECK_EQ(con->batching_window_ms, 300000);
+    CHECK_EQ(con->starting_position, LV_START_AT_TIMESTAMP);
+    CHECK_EQ(con->starting_timestamp_ms, 1795791600000);
+    CHECK_EQ(con->max_retries, 10000);
+    CHECK_EQ(con->retry_backoff_ms, 60000);
+    snprintf(expected, sizeof expected, "%s/dlq/rollup.jsonl", real);
+    CHECK_STR(con->on_failure, expected);
+    CHECK_EQ(con->pos.line, 15);
+    CHECK_EQ(con->pos.col, 5);
+    con = &cfg.consumers[1];
+    CHECK_STR(con->name, "clicks-agg");
+    CHECK_EQ(con->stream, 1);
+    CHECK_EQ(con->function, 0);
+    CHECK_EQ(con->batch_size, 1);
+    CHECK_EQ(con->batching_window_ms, 0);
+    CHECK_EQ(con->starting_position, LV_START_LATEST);
+    CHECK_EQ(con->starting_timestamp_ms, -1);
+    CHECK_EQ(con->max_retries, 0);
+    CHECK_EQ(con->retry_backoff_ms, 1);
+    snprintf(expected, sizeof expected, "%s/state/consumers/clicks-agg/dead-letter.jsonl", real);
+    CHECK_STR(con->on_failure, expected);
+    CHECK_EQ(con->pos.line, 25);
+    CHECK_EQ(con->pos.col, 5);
+    con = &cfg.consumers[2];
+    CHECK_STR(con->name, "again");
+    CHECK_EQ(con->max_retries, -1);
+    snprintf(expected, sizeof expected, "%s/state/consumers/again/dead-letter.jsonl", real);
+    CHECK_STR(con->on_failure, expected);
+    free(real);
+    lv_config_free(&cfg);
+    CHECK(is_zeroed(&cfg));
+}
+
+/* Empty streams mean the defaults; a config without streams has none, and
+ * no route captures. */
+static void test_stream_defaults(void)
+{
+    lv_config_t cfg;
+    lv_config_errors_t errs = {0};
+    CHECK_EQ(load("streams:\n  a: {}\n  b:\n  c: { shards: 2 }\n", &cfg, &errs), 0);
+    CHECK_EQ(errs.count, 0);
+    CHECK_EQ(cfg.num_streams, 3);
+    for (size_t i = 0; i < cfg.num_streams; i++) {
+        const lv_config_stream_t *st = &cfg.streams[i];
+        CHECK_EQ(st->shards, i == 2 ? 2 : 1);
+        CHECK_EQ(st->retention_ms, 24 * 3600 * 1000);
+        CHECK_EQ(st->durability, LV_DURABILITY_FSYNC);
+        CHECK_EQ(st->sync_interval_ms, 5);
+        CHECK_EQ(st->segment_bytes, 64ull << 20);
+        CHECK_EQ(st->max_pending_bytes, 64ull << 20);
+    }
+    CHECK_STR(cfg.streams[1].name, "b");
+    CHECK_EQ(cfg.num_consumers, 0);
+    CHECK(cfg.consumers == NULL);
+    lv_config_free(&cfg);
+
+    CHECK_EQ(load("streams:\nconsumers:\nroutes:\n  - { match: GET /, respond: {} }\n", &cfg,
+                  &errs),
+             0);
+    CHECK_EQ(errs.count, 0);
+    CHECK_EQ(cfg.num_streams, 0);
+    CHECK(cfg.streams == NULL);
+    CHECK_EQ(cfg.num_consumers, 0);
+    CHECK(!cfg.routes[0].capture.enabled);
+    CHECK_EQ(cfg.routes[0].capture.stream, -1);
+    CHECK_EQ(cfg.routes[0].capture.key, LV_CAPTURE_KEY_REQUEST_ID);
+    CHECK(cfg.routes[0].capture.key_name == NULL);
+    lv_config_free(&cfg);
+
+    /* Consumer defaults, with data_dir left out. */
+    CHECK_EQ(load("streams: { s: {} }\nfunctions: { f: { runtime: provided, code: . } }\n"
+                  "consumers: [{ stream: s, function: f }]\n",
+                  &cfg, &errs),
+             0);
+    CHECK_EQ(errs.count, 0);
+    const lv_config_consumer_t *con = &cfg.consumers[0];
+    CHECK_STR(con->name, "s-f");
+    CHECK_EQ(con->stream, 0);
+    CHECK_EQ(con->function, 0);
+    CHECK_EQ(con->batch_size, 100);
+    CHECK_EQ(con->batching_window_ms, 0);
+    CHECK_EQ(con->starting_position, LV_START_TRIM_HORIZON);
+    CHECK_EQ(con->starting_timestamp_ms, -1);
+    CHECK_EQ(con->max_retries, -1);
+    CHECK_EQ(con->retry_backoff_ms, 1000);
+    CHECK_STR(con->on_failure, "levee-data/consumers/s-f/dead-letter.jsonl");
+    lv_config_free(&cfg);
+}
+
+/* capture works on every kind of route, and each partition key form is
+ * kept as written (header names lower-cased). */
+static void test_capture_forms(void)
+{
+    char yaml[2048];
+    snprintf(yaml, sizeof yaml,
+             "routes:\n"
+             "  - { match: GET /a, respond: {}, capture: s }\n"
+             "  - { match: 'GET /r/{code}', redirect: { table: %s }, capture: s }\n"
+             "  - { match: GET /o, origin: http://x, cache: {}, capture: s }\n"
+             "  - { match: GET /f, function: f, capture: s }\n"
+             "  - { match: 'GET /u/{user_id}/*', respond: {}, capture: { stream: s, "
+             "partition_key: path.user_id } }\n"
+             "  - { match: GET /h, respond: {}, capture: { stream: s, partition_key: "
+             "header.User-Agent } }\n"
+             "  - { match: GET /q, respond: {}, capture: { stream: s, partition_key: "
+             "'query.a b%%20' } }\n"
+             "  - { match: GET /i, respond: {}, capture: { stream: s, partition_key: "
+             "request_id, on_full: drop } }\n"
+             "streams: { s: }\n"
+             "functions: { f: { runtime: provided, code: . } }\n",
+             table_csv);
+    lv_config_t cfg;
+    lv_config_errors_t errs = {0};
+    int rc = load(yaml, &cfg, &errs);
+    char *msgs = joined(&errs);
+    CHECK_STR(msgs, "");
+    free(msgs);
+    CHECK_EQ(rc, 0);
+    CHECK_EQ(cfg.num_routes, 8);
+    for (size_t i = 0; i < cfg.num_routes; i++) {
+        CHECK(cfg.routes[i].capture.enabled);
+        CHECK_EQ(cfg.routes[i].capture.stream, 0);
+    }
+    CHECK_EQ(cfg.routes[0].capture.key, LV_CAPTURE_KEY_REQUEST_ID);
+    CHECK_EQ(cfg.routes[2].kind, LV_TARGET_ORIGIN);
+    CHECK(cfg.routes[2].cache.enabled);
+    CHECK_EQ(cfg.routes[3].kind, LV_TARGET_FUNCTION);
+    CHECK_EQ(cfg.routes[4].capture.key, LV_CAPTURE_KEY_PATH);
+    CHECK_STR(cfg.routes[4].capture.key_name, "user_id");
+    CHECK_EQ(cfg.routes[5].capture.key, LV_CAPTURE_KEY_HEADER);
+    CHECK_STR(cfg.routes[5].capture.key_name, "user-agent");
+    CHECK_EQ(cfg.routes[6].capture.key, LV_CAPTURE_KEY_QUERY);
+    CHECK_STR(cfg.routes[6].capture.key_name, "a b%20");
+    CHECK_EQ(cfg.routes[7].capture.key, LV_CAPTURE_KEY_REQUEST_ID);
+    CHECK(cfg.routes[7].capture.key_name == NULL);
+    CHECK_EQ(cfg.routes[7].capture.on_full, LV_CAPTURE_DROP);
+    lv_config_free(&cfg);
+}
+
+/* Streams and functions may be defined anywhere in the file; a stream or
+ * function with a bad name still exists, so what names it adds no second
+ * message. */
+static void test_stream_references(void)
+{
+    lv_config_t cfg;
+    lv_config_errors_t errs = {0};
+    CHECK_EQ(load("consumers:\n"
+                  "  - { stream: b, function: g }\n"
+                  "  - { stream: a, function: f }\n"
+                  "routes:\n"
+                  "  - { match: GET /a, respond: {}, capture: b }\n"
+                  "  - { match: GET /b, respond: {} }\n"
+                  "  - { match: GET /c, respond: {}, capture: { stream: a } }\n"
+                  "streams: { a: {}, b: {} }\n"
+                  "functions:\n"
+                  "  f: { runtime: provided, code: . }\n"
+                  "  g: { runtime: provided, code: . }\n",
+                  &cfg, &errs),
+             0);
+    CHECK_EQ(errs.count, 0);
+    CHECK_EQ(cfg.routes[0].capture.stream, 1);
+    CHECK_EQ(cfg.routes[1].capture.stream, -1);
+    CHECK_EQ(cfg.routes[2].capture.stream, 0);
+    CHECK_EQ(cfg.consumers[0].stream, 1);
+    CHECK_EQ(cfg.consumers[0].function, 1);
+    CHECK_STR(cfg.consumers[0].name, "b-g");
+    CHECK_EQ(cfg.consumers[1].stream, 0);
+    CHECK_EQ(cfg.consumers[1].function, 0);
+    CHECK_STR(cfg.consumers[1].name, "a-f");
+    lv_config_free(&cfg);
+    CHECK_FAILS("routes: [{ match: GET /, respond: {}, capture: a/b }]\n"
+                "consumers: [{ stream: a/b, function: f.g }]\n"
+                "functions: { f.g: { runtime: provided, code: . } }\n"
+                "streams: { a/b: {} }\n",
+                "t.yaml:3:14: invalid function name 'f.g'; use 1 to 64 letters, digits, '-' "
+                "and '_'\n"
+                "t.yaml:4:12: invalid stream name 'a/b'; use 1 to 128 letters, digits, '_', "
+                "'.' and '-'");
+}
+
+static const struct {
+    const char *yaml, *expected;
+} stream_error_cases[] = {
+    /* streams: shape and names */
+    {"streams: [a]\n", "t.yaml:1:10: 'streams' must be a mapping, not a list"},
+    {"streams: { a: 4 }\n", "t.yaml:1:15: 'a' must be a mapping, not a single value"},
+    {"streams: { 'a b': {} }\n",
+     "t.yaml:1:12: invalid stream name 'a b'; use 1 to 128 letters, digits, '_', '.' and '-'"},
+    {"streams: { '': {} }\n",
+     "t.yaml:1:12: invalid stream name ''; use 1 to 128 letters, digits, '_', '.' and '-'"},
+    {"streams: { \"a\\0b\": {} }\n",
+     "t.yaml:1:12: invalid stream name 'a\\x00b'; use 1 to 128 letters, digits, '_', '.' and "
+     "'-'"},
+    {"streams: { caf\xc3\xa9: {} }\n",
+     "t.yaml:1:12: invalid stream name 'caf\\xC3\\xA9'; use 1 to 128 letters, digits, '_', '.' "
+     "and '-'"},
+    {"streams:\n  "
+     "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+     "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa: {}\n",
+     "t.yaml:2:3: invalid stream name "
+     "'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa...'; use 1 to 128 letters, "
+     "digits, '_', '.' and '-'"},
+    {"streams: { '..': {}, .: {} }\n",
+     "t.yaml:1:12: invalid stream name '..'; '.' and '..' are not allowed (it names a directory "
+     "in data_dir)\n"
+     "t.yaml:1:22: invalid stream name '.'; '.' and '..' are not allowed (it names a directory "
+     "in data_dir)"},
+    {"streams:\n  a: {}\n  a: {}\n", "t.yaml:3:3: duplicate key 'a' (first at 2:3)"},
+    {"streams: { a: { partitions: 2 } }\n",
+     "t.yaml:1:17: unknown key 'partitions' in stream; expected one of: shards, retention, "
+     "durability, sync_interval, segment_bytes, max_pending_bytes"},
+    {"streams: { a: { shards: 1, shards: 2 } }\n",
+     "t.yaml:1:28: duplicate key 'shards' (first at 1:17)"},
+    /* shards */
+    {"streams: { a: { shards: 0 } }\n",
+     "t.yaml:1:25: 'shards' must be a whole number from 1 to 1024, got '0'"},
+    {"streams: { a: { shards: 1025 } }\n",
+     "t.yaml:1:25: 'shards' must be a whole number from 1 to 1024, got '1025'"},
+    {"streams: { a: { shards: -1 } }\n",
+     "t.yaml:1:25: 'shards' must be a whole number from 1 to 1024, got '-1'"},
+    {"streams: { a: { shards: [1] } }\n",
+     "t.yaml:1:25: 'shards' must be a single value, not a list"},
+    /* retention */
+    {"streams: { a: { retention: 59m } }\n",
+     "t.yaml:1:28: 'retention' must be from 1h to 8760h, got '59m'"},
+    {"streams: { a: { retention: 8761h } }\n",
+     "t.yaml:1:28: 'retention' must be from 1h to 8760h, got '8761h'"},
+    {"streams: { a: { retention: 366d } }\n",
+     "t.yaml:1:28: 'retention' must be from 1h to 8760h, got '366d'"},
+    {"streams: { a: { retention: 0 } }\n",
+     "t.yaml:1:28: 'retention' must be from 1h to 8760h, got '0'"},
+    {"streams: { a: { retention: 1 day } }\n",
+     "t.yaml:1:28: 'retention': invalid duration '1 day' (use e.g. 250ms, 10s, 5m, 2h, 1d)"},
+    /* durability and sync_interval */
+    {"streams: { a: { durability: always } }\n",
+     "t.yaml:1:29: 'durability' must be fsync or batch, got 'always'"},
+    {"streams: { a: { durability: FSYNC } }\n",
+     "t.yaml:1:29: 'durability' must be fsync or batch, got 'FSYNC'"},
+    {"streams: { a: { durability: } }\n", "t.yaml:1:29: 'durability' has no value"},
+    {"streams: { a: { durability: batch, sync_interval: 0 } }\n",
+     "t.yaml:1:51: 'sync_interval' must be from 1ms to 10s, got '0'"},
+    {"streams: { a: { sync_interval: 10001ms } }\n",
+     "t.yaml:1:32: 'sync_interval' must be from 1ms to 10s, got '10001ms'"},
+    /* sizes */
+    {"streams: { a: { segment_bytes: 1023KiB } }\n",
+     "t.yaml:1:32: 'segment_bytes' must be from 1MiB to 1GiB, got '1023KiB'"},
+    {"streams: { a: { segment_bytes: 2GiB } }\n",
+     "t.yaml:1:32: 'segment_bytes' must be from 1MiB to 1GiB, got '2GiB'"},
+    {"streams: { a: { segment_bytes: 0 } }\n",
+     "t.yaml:1:32: 'segment_bytes' must be from 1MiB to 1GiB, got '0'"},
+    {"streams: { a: { segment_bytes: 64M } }\n",
+     "t.yaml:1:32: 'segment_bytes': invalid size '64M' (use e.g. 512, 64KiB, 256MiB, 1GiB, "
+     "10MB)"},
+    {"streams: { a: { max_pending_bytes: 1MB } }\n",
+     "t.yaml:1:36: 'max_pending_bytes' must be at least 1MiB, got '1MB'"},
+    /* capture: shape */
+    {"routes: [{ match: GET /, respond: {}, capture: nope }]\n",
+     "t.yaml:1:48: unknown stream 'nope' (not defined under streams:)"},
+    {"streams: { a: {} }\n"
+     "routes:\n  - match: GET /\n    respond: {}\n    capture: { stream: b, on_full: drop }\n",
+     "t.yaml:5:24: unknown stream 'b' (not defined under streams:)"},
+    {"routes: [{ match: GET /, respond: {}, capture: '' }]\n",
+     "t.yaml:1:48: 'capture' must not be empty"},
+    {"routes: [{ match: GET /, respond: {}, capture: [a] }]\n",
+     "t.yaml:1:48: 'capture' must be a stream name or a mapping, not a list"},
+    {"routes: [{ match: GET /, respond: {}, capture: }]\n",
+     "t.yaml:1:48: 'capture' is missing required key 'stream'"},
+    {"streams: { a: }\nroutes: [{ match: GET /, respond: {}, capture: { partition_key: "
+     "client_ip } }]\n",
+     "t.yaml:2:48: 'capture' is missing required key 'stream'"},
+    {"streams: { a: }\nroutes: [{ match: GET /, respond: {}, capture: { stream: a, key: x } "
+     "}]\n",
+     "t.yaml:2:61: unknown key 'key' in capture; expected one of: stream, partition_key, "
+     "on_full"},
+    {"streams: { a: }\nroutes: [{ match: GET /, respond: {}, capture: { stream: [a] } }]\n",
+     "t.yaml:2:58: 'stream' must be a single value, not a list"},
+    {"streams: { a: }\nroutes: [{ match: GET /, respond: {}, capture: a, capture: a }]\n",
+     "t.yaml:2:51: duplicate key 'capture' (first at 2:39)"},
+    {"streams: { a: }\nroutes: [{ match: GET /, capture: a }]\n",
+     "t.yaml:2:10: route has no target; add one of: respond, redirect, origin, function"},
+    /* capture: partition_key and on_full */
+    {"streams: { a: }\nroutes: [{ match: 'GET /r/{id}', respond: {}, capture: { stream: a, "
+     "partition_key: path.code } }]\n",
+     "t.yaml:2:84: capture: partition_key path.code: the route has no {code} parameter"},
+    {"streams: { a: }\nroutes:\n  - capture: { stream: a, partition_key: path.cod }\n"
+     "    match: GET /r/{code}/*\n    respond: {}\n",
+     "t.yaml:3:42: capture: partition_key path.cod: the route has no {cod} parameter"},
+    {"streams: { a: }\nroutes: [{ match: 'GET /r/{code}', respond: {}, capture: { stream: a, "
+     "partition_key: 'path.code}/{x' } }]\n",
+     "t.yaml:2:86: capture: partition_key path.code}/{x: the route has no {code}/{x} "
+     "parameter"},
+    {"streams: { a: }\nroutes: [{ match: GET /*, respond: {}, capture: { stream: a, "
+     "partition_key: path.* } }]\n",
+     "t.yaml:2:77: capture: partition_key path.*: the route has no {*} parameter"},
+    {"streams: { a: }\nroutes: [{ match: GET /, respond: {}, capture: { stream: a, "
+     "partition_key: path. } }]\n",
+     "t.yaml:2:76: capture: partition_key 'path.' needs a name (path.NAME)"},
+    {"streams: { a: }\nroutes: [{ match: GET /, respond: {}, capture: { stream: a, "
+     "partition_key: header. } }]\n",
+     "t.yaml:2:76: capture: partition_key 'header.' needs a name (header.NAME)"},
+    {"streams: { a: }\nroutes: [{ match: GET /, respond: {}, capture: { stream: a, "
+     "partition_key: query. } }]\n",
+     "t.yaml:2:76: capture: partition_key 'query.' needs a name (query.NAME)"},
+    {"streams: { a: }\nroutes: [{ match: GET /, respond: {}, capture: { stream: a, "
+     "partition_key: 'header.x y' } }]\n",
+     "t.yaml:2:76: capture: partition_key header.x y: invalid header name"},
+    {"streams: { a: }\nroutes: [{ match: GET /, respond: {}, capture: { stream: a, "
+     "partition_key: \"header.a:b\" } }]\n",
+     "t.yaml:2:76: capture: partition_key header.a:b: invalid header name"},
+    {"streams: { a: }\nroutes: [{ match: GET /, respond: {}, capture: { stream: a, "
+     "partition_key: \"query.a\\nb\" } }]\n",
+     "t.yaml:2:76: capture: partition_key query.a\\x0Ab: the name must not contain control "
+     "characters"},
+    {"streams: { a: }\nroutes: [{ match: GET /, respond: {}, capture: { stream: a, "
+     "partition_key: ip } }]\n",
+     "t.yaml:2:76: capture: partition_key must be request_id, client_ip, path.NAME, "
+     "header.NAME or query.NAME; got 'ip'"},
+    {"streams: { a: }\nroutes: [{ match: GET /, respond: {}, capture: { stream: a, "
+     "partition_key: Path.x } }]\n",
+     "t.yaml:2:76: capture: partition_key must be request_id, client_ip, path.NAME, "
+     "header.NAME or query.NAME; got 'Path.x'"},
+    {"streams: { a: }\nroutes: [{ match: GET /, respond: {}, capture: { stream: a, "
+     "on_full: block } }]\n",
+     "t.yaml:2:70: 'on_full' must be shed_request or drop, got 'block'"},
+    /* A bad match drops the route: its capture is not looked at further. */
+    {"routes: [{ match: GET x, respond: {}, capture: { stream: nope, partition_key: path.a } "
+     "}]\n",
+     "t.yaml:1:19: invalid path pattern 'x': it must start with '/'"},
+    /* consumers: shape */
+    {"consumers: { stream: a }\n", "t.yaml:1:12: 'consumers' must be a list, not a mapping"},
+    {"consumers: [a, ~]\n",
+     "t.yaml:1:13: a consumer must be a mapping with 'stream' and 'function', not a single "
+     "value\n"
+     "t.yaml:1:16: a consumer must be a mapping with 'stream' and 'function', not an empty "
+     "value"},
+    {"consumers: [{}]\n",
+     "t.yaml:1:13: consumer is missing required key 'stream'\n"
+     "t.yaml:1:13: consumer is missing required key 'function'"},
+    {"streams: { s: }\nconsumers: [{ stream: s, fn: f }]\n",
+     "t.yaml:2:13: consumer is missing required key 'function'\n"
+     "t.yaml:2:26: unknown key 'fn' in consumer; expected one of: name, stream, function, "
+     "batch_size, batching_window, starting_position, starting_timestamp, max_retries, "
+     "retry_backoff, on_failure"},
+    /* consumers: references */
+    {"functions: { f: { runtime: provided, code: . } }\n"
+     "consumers:\n  - stream: clicks\n    function: f\n",
+     "t.yaml:3:13: unknown stream 'clicks' (not defined under streams:)"},
+    {"streams: { s: }\nconsumers:\n  - stream: s\n    function: aggregate\n",
+     "t.yaml:4:15: unknown function 'aggregate' (not defined under functions:)"},
+    {"consumers: [{ stream: x, function: y }]\n",
+     "t.yaml:1:23: unknown stream 'x' (not defined under streams:)\n"
+     "t.yaml:1:36: unknown function 'y' (not defined under functions:)"},
+    {"consumers: [{ stream: '', function: [y] }]\n",
+     "t.yaml:1:23: 'stream' must not be empty\n"
+     "t.yaml:1:37: 'function' must be a single value, not a list"},
+    /* consumers: values */
+    {"streams: { s: }\nfunctions: { f: { runtime: provided, code: . } }\n"
+     "consumers:\n  - { stream: s, function: f, batch_size: 0 }\n",
+     "t.yaml:4:43: 'batch_size' must be a whole number from 1 to 10000, got '0'"},
+    {"streams: { s: }\nfunctions: { f: { runtime: provided, code: . } }\n"
+     "consumers:\n  - { stream: s, function: f, batch_size: 10001 }\n",
+     "t.yaml:4:43: 'batch_size' must be a whole number from 1 to 10000, got '10001'"},
+    {"streams: { s: }\nfunctions: { f: { runtime: provided, code: . } }\n"
+     "consumers:\n  - { stream: s, function: f, batching_window: 301s }\n",
+     "t.yaml:4:48: 'batching_window' must be at most 300s"},
+    {"streams: { s: }\nfunctions: { f: { runtime: provided, code: . } }\n"
+     "consumers:\n  - { stream: s, function: f, max_retries: -2 }\n",
+     "t.yaml:4:44: 'max_retries' must be -1 (retry until the batch succeeds or expires) or a "
+     "whole number from 0 to 10000, got '-2'"},
+    {"streams: { s: }\nfunctions: { f: { runtime: provided, code: . } }\n"
+     "consumers:\n  - { stream: s, function: f, max_retries: 10001 }\n",
+     "t.yaml:4:44: 'max_retries' must be -1 (retry until the batch succeeds or expires) or a "
+     "whole number from 0 to 10000, got '10001'"},
+    {"streams: { s: }\nfunctions: { f: { runtime: provided, code: . } }\n"
+     "consumers:\n  - { stream: s, function: f, retry_backoff: 0 }\n",
+     "t.yaml:4:46: 'retry_backoff' must be greater than 0"},
+    {"streams: { s: }\nfunctions: { f: { runtime: provided, code: . } }\n"
+     "consumers:\n  - { stream: s, function: f, retry_backoff: 61s }\n",
+     "t.yaml:4:46: 'retry_backoff' must be at most 60s"},
+    {"streams: { s: }\nfunctions: { f: { runtime: provided, code: . } }\n"
+     "consumers:\n  - { stream: s, function: f, on_failure: '' }\n",
+     "t.yaml:4:43: 'on_failure' must not be empty"},
+    /* consumers: starting position */
+    {"streams: { s: }\nfunctions: { f: { runtime: provided, code: . } }\n"
+     "consumers:\n  - { stream: s, function: f, starting_position: latest }\n",
+     "t.yaml:4:50: 'starting_position' must be one of TRIM_HORIZON, LATEST, AT_TIMESTAMP; got "
+     "'latest'"},
+    {"streams: { s: }\nfunctions: { f: { runtime: provided, code: . } }\n"
+     "consumers:\n  - { stream: s, function: f, starting_position: AT_TIMESTAMP }\n",
+     "t.yaml:4:50: starting_position AT_TIMESTAMP needs 'starting_timestamp' (an RFC 3339 "
+     "time, e.g. 2026-11-27T15:00:00Z)"},
+    {"streams: { s: }\nfunctions: { f: { runtime: provided, code: . } }\n"
+     "consumers:\n  - { stream: s, function: f, starting_timestamp: 2026-11-27T15:00:00Z }\n",
+     "t.yaml:4:31: 'starting_timestamp' is only allowed with starting_position AT_TIMESTAMP, "
+     "not TRIM_HORIZON"},
+    {"streams: { s: }\nfunctions: { f: { runtime: provided, code: . } }\n"
+     "consumers:\n  - stream: s\n    function: f\n"
+     "    starting_timestamp: 2026-11-27T15:00:00Z\n    starting_position: LATEST\n",
+     "t.yaml:6:5: 'starting_timestamp' is only allowed with starting_position AT_TIMESTAMP, "
+     "not LATEST"},
+    {"streams: { s: }\nfunctions: { f: { runtime: provided, code: . } }\n"
+     "consumers:\n  - stream: s\n    function: f\n    starting_position: AT_TIMESTAMP\n"
+     "    starting_timestamp: 2026-11-27 15:00\n",
+     "t.yaml:7:25: 'starting_timestamp': invalid time '2026-11-27 15:00': expected 'T' "
+     "between the date and the time (2026-11-27T15:00:00Z) (use RFC 3339, e.g. "
+     "2026-11-27T15:00:00Z)"},
+    /* A bad starting_position says so once, without a second message about
+     * the timestamp. */
+    {"streams: { s: }\nfunctions: { f: { runtime: provided, code: . } }\n"
+     "consumers:\n  - stream: s\n    function: f\n    starting_position: AT_SEQUENCE_NUMBER\n"
+     "    starting_timestamp: 2026-11-27T15:00:00Z\n",
+     "t.yaml:6:24: 'starting_position' must be one of TRIM_HORIZON, LATEST, AT_TIMESTAMP; got "
+     "'AT_SEQUENCE_NUMBER'"},
+    /* consumers: names */
+    {"streams: { s: }\nfunctions: { f: { runtime: provided, code: . } }\n"
+     "consumers:\n  - { stream: s, function: f }\n  - { stream: s, function: f }\n",
+     "t.yaml:5:5: duplicate consumer name 's-f' (first at 4:5); give consumers of the same "
+     "stream and function each a 'name'"},
+    {"streams: { s: }\nfunctions: { f: { runtime: provided, code: . } }\n"
+     "consumers:\n  - { name: x, stream: s, function: f }\n"
+     "  - { stream: s, function: f }\n  - { stream: s, function: f, name: x }\n"
+     "  - { stream: s, function: f, name: x }\n",
+     "t.yaml:6:37: duplicate consumer name 'x' (first at 4:13)\n"
+     "t.yaml:7:37: duplicate consumer name 'x' (first at 4:13)"},
+    {"streams: { s: }\nfunctions: { f: { runtime: provided, code: . } }\n"
+     "consumers:\n  - { stream: s, function: f }\n  - { stream: s, function: f, name: s-f }\n",
+     "t.yaml:5:37: duplicate consumer name 's-f' (first at 4:5)"},
+    {"streams: { s: }\nfunctions: { f: { runtime: provided, code: . } }\n"
+     "consumers:\n  - { stream: s, function: f, name: 'a/b' }\n"
+     "  - { stream: s, function: f, name: .. }\n  - { stream: s, function: f, name: '' }\n",
+     "t.yaml:4:37: invalid consumer name 'a/b'; use 1 to 256 letters, digits, '_', '.' and "
+     "'-'\n"
+     "t.yaml:5:37: invalid consumer name '..'; '.' and '..' are not allowed (it names a "
+     "directory in data_dir)\n"
+     "t.yaml:6:37: invalid consumer name ''; use 1 to 256 letters, digits, '_', '.' and '-'"},
+};
+
+static void test_stream_error_cases(void)
+{
+    size_t n = sizeof stream_error_cases / sizeof stream_error_cases[0], failed = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!fails_with(stream_error_cases[i].yaml, stream_error_cases[i].expected))
+            failed++;
+    CHECK_EQ(failed, 0);
+}
+
+/* A long file of consumers that all default to one name: each later one is
+ * reported once, against the first, and the check stays fast. */
+static void test_many_duplicate_consumers(void)
+{
+    lv_buf_t yaml = LV_BUF_INIT;
+    lv_buf_printf(&yaml, "streams: { s: }\nfunctions: { f: { runtime: provided, code: . } }\n"
+                         "consumers:\n");
+    for (int i = 0; i < 20000; i++)
+        lv_buf_printf(&yaml, "  - { stream: s, function: f }\n");
+    lv_config_t cfg;
+    lv_config_errors_t errs = {0};
+    CHECK_EQ(lv_config_load_string("t.yaml", lv_buf_data(&yaml), lv_buf_len(&yaml), &cfg, &errs),
+             -1);
+    lv_buf_free(&yaml);
+    CHECK_EQ(errs.count, 19999);
+    CHECK_STR(errs.items[0], "t.yaml:5:5: duplicate consumer name 's-f' (first at 4:5); give "
+                             "consumers of the same stream and function each a 'name'");
+    CHECK_STR(errs.items[19998], "t.yaml:20003:5: duplicate consumer name 's-f' (first at 4:5); "
+                                 "give consumers of the same stream and function each a 'name'");
+    lv_config_errors_free(&errs);
+}
+
 int main(void)
 {
     make_tmpdir();
@@ -1766,6 +2443,13 @@ int main(void)
     LV_RUN(test_function_references);
     LV_RUN(test_function_error_cases);
     LV_RUN(test_times);
+    LV_RUN(test_streams_issue_example);
+    LV_RUN(test_streams_all_keys);
+    LV_RUN(test_stream_defaults);
+    LV_RUN(test_capture_forms);
+    LV_RUN(test_stream_references);
+    LV_RUN(test_stream_error_cases);
+    LV_RUN(test_many_duplicate_consumers);
     remove_tmpdir();
     return lv_test_summary();
 }
