@@ -89,6 +89,7 @@ static void start_timer_home(lv_fn_t *fn, lv_timer_t *t, uint64_t ms);
 static void stop_worker(lv_fn_worker_t *w);
 static void kill_worker(lv_fn_worker_t *w);
 static void ensure_capacity(lv_fn_t *fn, start_reason_t target_reason, start_reason_t demand_reason);
+static bool start_worker(lv_fn_t *fn, start_reason_t reason, bool provisioned);
 static void check_stopped(lv_functions_t *fns);
 static bool read_output(lv_fn_worker_t *w, size_t budget);
 static void defer_output(lv_fn_worker_t *w);
@@ -493,6 +494,13 @@ static void submit(lv_fn_inv_t *inv)
         return;
     }
     if (fn->nqueued >= fn->cfg->queue.max) {
+        /* With no room to wait at all (queue max 0) this one is refused,
+         * but a worker is still started, one at a time, so that later
+         * invocations find one: otherwise a function scaled to zero would
+         * refuse every invocation for ever. */
+        if (fn->cfg->queue.max == 0 && pending_workers(fn) == 0 && fn->nworkers < fn->cfg->max &&
+            fns_state(fn->fns) == LV_FNS_RUNNING && lv_loop_now_ms(home) >= fn->next_start_ms)
+            start_worker(fn, START_DEMAND, false);
         set_throttled(inv);
         lv_fnpool_finish(inv, LV_FN_THROTTLED);
         return;

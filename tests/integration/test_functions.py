@@ -429,6 +429,18 @@ def test_scale_to_zero_after_idle_timeout(levee, tmp_path):
     assert get(lv, "/f/echo").status_code == 200
 
 
+def test_no_queue_still_scales_up_from_zero(levee, tmp_path):
+    # queue max 0: nothing may wait for a worker, so the first invocation of
+    # a function at zero is refused; it still starts a worker for the next.
+    code = make_code(tmp_path, "f")
+    lv = levee(config([function_yaml("f", code, "    concurrency: { max: 1, warm: 0 }\n"
+                                                "    queue: { max: 0 }\n")], ["f"]))
+    r = get(lv, "/f/echo")
+    assert r.status_code == 429 and r.headers.get("Retry-After")
+    assert wait_for(lambda: status_functions(lv)["f"]["idle"] == 1)
+    assert get(lv, "/f/echo").status_code == 200
+
+
 def test_metrics_and_status(levee, tmp_path):
     code = make_code(tmp_path, "f")
     now = time.time()
