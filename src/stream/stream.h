@@ -84,7 +84,8 @@ void lv_streams_start(lv_streams_t *streams);
 void lv_streams_stop(lv_streams_t *streams, lv_loop_t *loop, lv_post_cb done, void *arg);
 
 /* Frees everything; lv_streams_stop must have completed (or start never
- * been called). */
+ * been called). It does not touch the metrics registry, which may be freed
+ * before or after. */
 void lv_streams_free(lv_streams_t *streams);
 
 /* The stream named name, referenced, or NULL (not found, or deleted). */
@@ -137,7 +138,8 @@ typedef struct {
     unsigned __int128 hash_start;  /* the shard's range of 128-bit hash keys, inclusive */
     unsigned __int128 hash_end;
     uint64_t first_seq;      /* oldest record kept; == next_seq when the shard is empty */
-    uint64_t next_seq;       /* the number the next record appended will get */
+    uint64_t next_seq;       /* one past the newest acknowledged record: the number the next record
+                                appended will get when no append is in flight */
     uint64_t last_arrival_ms; /* arrival time of the newest record, 0 if none */
 } lv_shard_info_t;
 
@@ -192,7 +194,7 @@ typedef struct {
 } lv_stream_record_t;
 
 typedef struct {
-    int err;                 /* 0; ENOENT (deleted), EIO */
+    int err;                 /* 0; ENOENT (deleted), EIO, EINVAL (no such shard), ESHUTDOWN (after stop) */
     const lv_stream_record_t *records;
     size_t n;
     uint64_t next_seq;       /* where the next read continues: after the last record returned, or
@@ -208,7 +210,7 @@ typedef enum {
     LV_READ_AT_TIME,         /* records that arrived at or after from (Unix ms) */
 } lv_read_from_t;
 
-/* Reads up to max_records records (1..10000) and about max_bytes of data
+/* Reads up to max_records records (clamped to 1..10000) and about max_bytes of data
  * (at least one record whatever its size) from one shard, on a reader
  * thread; done runs on caller. Only acknowledged records are returned. */
 void lv_stream_read(lv_stream_t *s, unsigned shard, lv_read_from_t kind, uint64_t from, size_t max_records,
