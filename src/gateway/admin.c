@@ -235,6 +235,28 @@ static json_t *functions_json(lv_gateway_t *gw)
     return list;
 }
 
+/* A captured route's stream, policy and buffer, so an operator can see a
+ * buffer filling before requests are shed. */
+static json_t *capture_json(const lv_capture_t *c)
+{
+    static const char *const keys[] = {"request_id", "client_ip", "path", "header", "query"};
+    const lv_config_capture_t *cc = lv_capture_config(c);
+    lv_capture_stats_t st;
+    lv_capture_stats(c, &st);
+    char key[320];
+    unsigned kind = (unsigned)cc->key < sizeof keys / sizeof keys[0] ? (unsigned)cc->key : 0;
+    if (cc->key_name)
+        snprintf(key, sizeof key, "%s.%s", keys[kind], cc->key_name);
+    else
+        snprintf(key, sizeof key, "%s", keys[kind]);
+    return json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "stream", lv_capture_stream_name(c),
+                     "partition_key", key, "on_full", cc->on_full == LV_CAPTURE_DROP ? "drop" : "shed_request",
+                     "records", (json_int_t)st.records, "dropped", (json_int_t)st.dropped, "shed",
+                     (json_int_t)st.shed, "append_errors", (json_int_t)st.append_errors, "buffer_records",
+                     (json_int_t)st.buffer_records, "buffer_bytes", (json_int_t)st.buffer_bytes, "reserved",
+                     (json_int_t)st.reserved, "buffer_limit_bytes", (json_int_t)st.limit_bytes);
+}
+
 static char *status_json(lv_gateway_t *gw)
 {
     const lv_config_t *cfg = gw->cfg;
@@ -265,6 +287,8 @@ static char *status_json(lv_gateway_t *gw)
                                           "queue_max", (json_int_t)(r->cfg->queue.enabled ? r->cfg->queue.max : 0),
                                           "overloaded", (int)bs.overloaded, "drain_per_s", (json_int_t)bs.drain_per_s));
         }
+        if (r->capture)
+            json_object_set_new(jr, "capture", capture_json(r->capture));
         json_array_append_new(routes, jr);
     }
     json_object_set_new(root, "routes", routes);

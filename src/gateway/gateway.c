@@ -4,7 +4,10 @@
  * Fixed answers (`respond`) are serialised once at start; a redirect is a
  * table lookup and a Location header; origins go through proxy.c. Every
  * answer passes through gw_finish, which records the route's metrics: one
- * counter by status class and one latency histogram per route. */
+ * counter by status class and one latency histogram per route; on a route
+ * with `capture:` it then hands the request's record to capture.c, after
+ * the answer (the capture stage's reservation happens right after
+ * routing, in lv_gateway_handle). */
 #include "gateway/gateway_internal.h"
 
 #include <arpa/inet.h>
@@ -32,8 +35,65 @@ int64_t gw_wall_ms(void)
 
 /* ---- answering ---- */
 
-void gw_finish(lv_gateway_t *gw, route_t *route, lv_http_req_t *req, int status,
-               const lv_slice_t *header_parts, size_t nparts, lv_slice_t body)
+/* The two request headers a record carries, found in one pass. */
+static void find_ua_referer(const lv_http_request_t *h, lv_slice_t *ua, lv_slice_t *referer)
+{
+    *ua = *referer = (lv_slice_t){NULL, 0};
+    for (size_t i = 0; i < h->num_headers; i++) {
+        lv_slice_t name = h->headers[i].name;
+        if (!ua->ptr && name.len == 10 && lv_slice_eq_nocase(name, LV_SLICE_LIT("user-agent")))
+            *ua = h->headers[i].value;
+        else if (!referer->ptr && name.len == 7 && lv_slice_eq_nocase(name, LV_SLICE_LIT("referer")))
+            *referer = h->headers[i].value;
+    }
+}
+
+/* The wall-clock time of a monotonic instant, in Unix ms: the offset
+ * between the two clocks is read once a second per thread (now is the
+ * monotonic time already read), which keeps a clock_gettime off every
+ * captured request and still follows a stepped clock within a second. */
+static int64_t wall_ms_of(uint64_t mono_ns, uint64_t now)
+{
+    static __thread int64_t offset_ns;
+    static __thread uint64_t offset_read_ns;
+    if (!offset_read_ns || now - offset_read_ns > 1000000000u) {
+        struct timespec wall;
+        clock_gettime(CLOCK_REALTIME, &wall);
+        offset_ns = ((int64_t)wall.tv_sec * 1000000000 + wall.tv_nsec) - (int64_t)now;
+        offset_read_ns = now;
+    }
+    return ((int64_t)mono_ns + offset_ns) / 1000000;
+}
+
+/* Copies what the record needs out of req, which is gone once answered. */
+static void capture_snapshot(const route_t *route, const lv_http_req_t *req, int status, lv_capture_cache_t cache,
+                             uint64_t latency_ns, lv_capture_snapshot_t *snap)
+{
+    const lv_config_route_t *rc = route->cfg;
+    lv_route_param_t params[LV_ROUTE_MAX_PARAMS];
+    size_t nparams = lv_capture_path_params(lv_slice_cstr(rc->path), req->head.path, params, LV_ROUTE_MAX_PARAMS);
+    lv_capture_fields_t f = {
+        .time_ms = wall_ms_of(req->start_ns, req->start_ns + latency_ns),
+        .route = lv_slice_cstr(rc->name),
+        .method = req->head.method,
+        .path = req->head.path,
+        .query = req->head.query,
+        .status = status,
+        .cache = cache,
+        .latency_us = latency_ns / 1000u,
+        .ip = lv_slice_cstr(lv_http_req_peer_ip(req)),
+        .params = params,
+        .num_params = nparams,
+    };
+    find_ua_referer(&req->head, &f.ua, &f.referer);
+    lv_slice_t key = lv_capture_partition_key(lv_capture_config(route->capture), &req->head, f.ip, params, nparams);
+    lv_capture_snapshot(snap, &f, key);
+}
+
+/* Every answer of every route ends here. record is false only for the
+ * capture stage's own refusal, which holds no slot for a record. */
+static void finish(lv_gateway_t *gw, route_t *route, lv_http_req_t *req, int status, const lv_slice_t *header_parts,
+                   size_t nparts, lv_slice_t body, lv_capture_cache_t cache, bool record)
 {
     gw_release(route, req);
     int cls = status / 100 - 1;
@@ -41,18 +101,52 @@ void gw_finish(lv_gateway_t *gw, route_t *route, lv_http_req_t *req, int status,
         cls = CLASS_5XX;
     lv_counter_inc(route->by_class[cls]);
     uint64_t now = lv_clock_ns();
-    lv_histogram_observe_ns(route->latency, now > req->start_ns ? now - req->start_ns : 0);
+    uint64_t latency = now > req->start_ns ? now - req->start_ns : 0;
+    lv_histogram_observe_ns(route->latency, latency);
+    if (!record || !route->capture) {
+        lv_http_respondv(req, status, header_parts, nparts, body);
+        return;
+    }
+    /* The answer goes first; the record is built from a copy after it. */
+    lv_capture_snapshot_t snap;
+    capture_snapshot(route, req, status, cache, latency, &snap);
+    lv_loop_t *loop = req->loop;
     lv_http_respondv(req, status, header_parts, nparts, body);
+    lv_capture_submit(route->capture, loop, &snap);
 }
 
-void gw_error_retry_after(lv_gateway_t *gw, route_t *route, lv_http_req_t *req, int status, unsigned retry_after)
+void gw_finish(lv_gateway_t *gw, route_t *route, lv_http_req_t *req, int status,
+               const lv_slice_t *header_parts, size_t nparts, lv_slice_t body)
+{
+    finish(gw, route, req, status, header_parts, nparts, body, LV_CAPTURE_CACHE_NONE, true);
+}
+
+void gw_finish_cached(lv_gateway_t *gw, route_t *route, lv_http_req_t *req, int status,
+                      const lv_slice_t *header_parts, size_t nparts, lv_slice_t body, lv_capture_cache_t cache)
+{
+    finish(gw, route, req, status, header_parts, nparts, body, cache, true);
+}
+
+static void error_answer(lv_gateway_t *gw, route_t *route, lv_http_req_t *req, int status, unsigned retry_after,
+                         lv_capture_cache_t cache, bool record)
 {
     char hdr[96], body[96];
     int hn = retry_after ? snprintf(hdr, sizeof hdr, "Content-Type: text/plain\r\nRetry-After: %u\r\n", retry_after)
                          : snprintf(hdr, sizeof hdr, "Content-Type: text/plain\r\n");
     int bn = snprintf(body, sizeof body, "%d %s\n", status, lv_http_status_reason(status));
     lv_slice_t h = lv_slice(hdr, (size_t)hn);
-    gw_finish(gw, route, req, status, &h, 1, lv_slice(body, (size_t)bn));
+    finish(gw, route, req, status, &h, 1, lv_slice(body, (size_t)bn), cache, record);
+}
+
+void gw_error_cached(lv_gateway_t *gw, route_t *route, lv_http_req_t *req, int status, unsigned retry_after,
+                     lv_capture_cache_t cache)
+{
+    error_answer(gw, route, req, status, retry_after, cache, true);
+}
+
+void gw_error_retry_after(lv_gateway_t *gw, route_t *route, lv_http_req_t *req, int status, unsigned retry_after)
+{
+    error_answer(gw, route, req, status, retry_after, LV_CAPTURE_CACHE_NONE, true);
 }
 
 void gw_error(lv_gateway_t *gw, route_t *route, lv_http_req_t *req, int status)
@@ -100,6 +194,13 @@ void lv_gateway_handle(lv_http_req_t *req, void *ctx)
         break;
     }
     route_t *route = m.target;
+    /* Capture comes before admission so that admission's own refusals are
+     * recorded too: a flood shows in the stream even when it is throttled.
+     * Without a slot for its record, a request does not get in at all. */
+    if (route->capture && !lv_capture_reserve(route->capture, req->loop)) {
+        error_answer(gw, route, req, 503, 1, LV_CAPTURE_CACHE_NONE, false);
+        return;
+    }
     if (route->admission && !gw_admit(gw, route, req, &m))
         return; /* answered, or queued: the stage runs the target later */
     gw_run_target(gw, route, req, &m);
@@ -214,6 +315,13 @@ static int build_route(lv_gateway_t *gw, route_t *route, lv_config_errors_t *err
         return -1;
     }
     register_route_metrics(gw, route, rc->name);
+    if (rc->capture.enabled) {
+        route->capture = lv_capture_new(gw->cfg, &rc->capture, rc->name, 0, gw->nloops, gw->metrics);
+        if (!route->capture) {
+            lv_config_error(errs, gw->cfg->path, rc->capture.pos, "capture: no such stream");
+            return -1;
+        }
+    }
     route->admission = rc->throttle.enabled || rc->throttle_per_client.enabled || rc->concurrency ||
                        gw->cfg->limits.max_memory;
     if (route->admission)
@@ -310,6 +418,23 @@ void lv_gateway_set_server(lv_gateway_t *gw, lv_http_server_t *server)
     gw->server = server;
 }
 
+void lv_gateway_set_streams(lv_gateway_t *gw, lv_streams_t *streams)
+{
+    gw->streams = streams;
+    for (size_t i = 0; i < gw->num_routes; i++) {
+        lv_capture_t *c = gw->routes[i].capture;
+        if (!c)
+            continue;
+        lv_capture_set_streams(c, streams);
+        lv_stream_t *s = streams ? lv_streams_find(streams, lv_slice_cstr(lv_capture_stream_name(c))) : NULL;
+        if (!s)
+            lv_log_warn("gateway", "route %s captures into stream %s, which is not open: its records wait in "
+                        "the capture buffer", gw->routes[i].cfg->name, lv_capture_stream_name(c));
+        else
+            lv_stream_unref(s);
+    }
+}
+
 void lv_gateway_start_loop(lv_gateway_t *gw, lv_loop_t *loop)
 {
     gw_memory_watch_start(gw, loop);
@@ -327,6 +452,13 @@ lv_metrics_t *lv_gateway_metrics(lv_gateway_t *gw)
     return gw->metrics;
 }
 
+void lv_gateway_flush_captures(lv_gateway_t *gw, lv_loop_t *loop)
+{
+    for (size_t i = 0; i < gw->num_routes; i++)
+        if (gw->routes[i].capture)
+            lv_capture_close_loop(gw->routes[i].capture, loop);
+}
+
 void lv_gateway_close_loop(lv_gateway_t *gw, lv_loop_t *loop)
 {
     __atomic_store_n(&gw->closing, 1, __ATOMIC_RELAXED);
@@ -335,6 +467,10 @@ void lv_gateway_close_loop(lv_gateway_t *gw, lv_loop_t *loop)
     for (size_t i = 0; i < gw->cfg->num_origins; i++)
         if (gw->upstreams[i])
             lv_upstream_close_loop(gw->upstreams[i], loop);
+    /* Last: the answers above are captured too. */
+    for (size_t i = 0; i < gw->num_routes; i++)
+        if (gw->routes[i].capture)
+            lv_capture_close_loop(gw->routes[i].capture, loop);
 }
 
 void lv_gateway_free(lv_gateway_t *gw)
@@ -345,6 +481,7 @@ void lv_gateway_free(lv_gateway_t *gw)
         lv_buf_free(&gw->routes[i].fixed_headers);
         lv_buf_free(&gw->routes[i].route_key);
         gw_admission_free(&gw->routes[i]);
+        lv_capture_free(gw->routes[i].capture);
         lv_redirect_table_free(gw->routes[i].table);
     }
     for (size_t i = 0; i < gw->cfg->num_origins; i++) {

@@ -17,6 +17,7 @@
 #include "core/loop.h"
 #include "functions/pool.h"
 #include "http/server.h"
+#include "stream/stream.h"
 
 typedef struct lv_gateway lv_gateway_t;
 
@@ -31,6 +32,12 @@ void lv_gateway_free(lv_gateway_t *gw);
 
 /* Lets the admin endpoints report the public server's connection counters. */
 void lv_gateway_set_server(lv_gateway_t *gw, lv_http_server_t *server);
+
+/* Gives routes with `capture:` the streams they append to (borrowed: they
+ * must outlive the gateway's last use of them, see capture.h). Before the
+ * loops start. Until it is called, captured records wait in their bounded
+ * buffers. */
+void lv_gateway_set_streams(lv_gateway_t *gw, lv_streams_t *streams);
 
 /* lv_http_handler_cb for the public listener (ctx is the gateway). */
 void lv_gateway_handle(lv_http_req_t *req, void *ctx);
@@ -48,8 +55,15 @@ void lv_gateway_start_loop(lv_gateway_t *gw, lv_loop_t *loop);
 lv_functions_t *lv_gateway_functions(lv_gateway_t *gw);
 lv_metrics_t *lv_gateway_metrics(lv_gateway_t *gw);
 
-/* On a loop's thread at shutdown: answers what is still queued and closes
- * its origin connections. */
+/* On a loop's thread at shutdown, after draining and before the streams
+ * stop: hands every captured record this loop holds to its stream now
+ * (records of answers still to come go straight out), so the streams'
+ * stop writes them. */
+void lv_gateway_flush_captures(lv_gateway_t *gw, lv_loop_t *loop);
+
+/* On a loop's thread at shutdown: answers what is still queued, closes
+ * its origin connections, and appends the captured records this loop
+ * still holds. */
 void lv_gateway_close_loop(lv_gateway_t *gw, lv_loop_t *loop);
 
 #endif

@@ -11,6 +11,7 @@
 #include "gateway/admit.h"
 #include "gateway/breaker.h"
 #include "gateway/cache.h"
+#include "gateway/capture.h"
 #include "gateway/gateway.h"
 #include "gateway/redirect.h"
 #include "gateway/router.h"
@@ -44,6 +45,8 @@ typedef struct route {
     lv_counter_t *shed_queue_full, *shed_queue_timeout, *shed_policy, *shed_memory, *client_gone;
     lv_histogram_t *queue_wait;
     lv_gauge_t *in_flight;
+    /* Capture (capture.h); NULL when the route has no `capture:`. */
+    lv_capture_t *capture;
 } route_t;
 
 typedef struct {
@@ -61,6 +64,7 @@ struct lv_gateway {
     lv_retry_budget_t **budgets;     /* per origin, NULL without `retries` */
     lv_cache_t *cache;
     lv_functions_t *functions;       /* NULL without `functions:` */
+    lv_streams_t *streams;           /* borrowed (lv_gateway_set_streams), NULL until set */
     lv_buf_t *fn_events;             /* per loop: the event being built (function_target.c) */
     lv_metrics_t *metrics;
     lv_http_server_t *server;        /* for connection counters, may be NULL */
@@ -75,15 +79,24 @@ struct lv_gateway {
     uint64_t started_ms;             /* wall clock */
 };
 
-/* Answers req and records the route's metrics. */
+/* Answers req and records the route's metrics; on a captured route, then
+ * builds and queues the request's record. */
 void gw_finish(lv_gateway_t *gw, route_t *route, lv_http_req_t *req, int status,
                const lv_slice_t *header_parts, size_t nparts, lv_slice_t body);
+
+/* The same, saying how the cache answered (proxy.c), for the record. */
+void gw_finish_cached(lv_gateway_t *gw, route_t *route, lv_http_req_t *req, int status,
+                      const lv_slice_t *header_parts, size_t nparts, lv_slice_t body, lv_capture_cache_t cache);
 
 /* A short plain-text error answer ("502 Bad Gateway\n"). */
 void gw_error(lv_gateway_t *gw, route_t *route, lv_http_req_t *req, int status);
 
 /* The same with a Retry-After header of that many seconds (none when 0). */
 void gw_error_retry_after(lv_gateway_t *gw, route_t *route, lv_http_req_t *req, int status, unsigned retry_after);
+
+/* The same, saying how the cache answered (proxy.c), for the record. */
+void gw_error_cached(lv_gateway_t *gw, route_t *route, lv_http_req_t *req, int status, unsigned retry_after,
+                     lv_capture_cache_t cache);
 
 /* Proxies req to the route's origin, through the cache when configured. */
 void gw_proxy(lv_gateway_t *gw, route_t *route, lv_http_req_t *req, const lv_route_match_t *m);

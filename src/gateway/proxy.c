@@ -47,6 +47,7 @@ typedef struct proxy_req {
     lv_http_req_t *req;      /* NULL for a background refresh */
     lv_loop_t *loop;
     proxy_mode_t mode;
+    lv_capture_cache_t cache; /* for the record: how an answer fetched for this request came */
     char *key;               /* cache key; NULL for plain */
     size_t key_len;
     lv_cache_waiter_t waiter;
@@ -167,14 +168,14 @@ static void filter_response_headers(const lv_http_response_t *res, lv_buf_t *out
     }
 }
 
-static void serve_obj(proxy_req_t *pr, lv_cache_obj_t *obj, const char *xcache)
+static void serve_obj(proxy_req_t *pr, lv_cache_obj_t *obj, const char *xcache, lv_capture_cache_t cache)
 {
     char extra[96];
     int64_t age_ms = gw_wall_ms() - obj->stored_at_ms;
     int n = snprintf(extra, sizeof extra, "Age: %lld\r\nX-Cache: %s\r\n",
                      (long long)(age_ms > 0 ? age_ms / 1000 : 0), xcache);
     lv_slice_t parts[2] = {obj->headers, lv_slice(extra, (size_t)n)};
-    gw_finish(pr->gw, pr->route, pr->req, obj->status, parts, 2, obj->body);
+    gw_finish_cached(pr->gw, pr->route, pr->req, obj->status, parts, 2, obj->body, cache);
 }
 
 static void proxy_req_free(proxy_req_t *pr)
@@ -196,11 +197,11 @@ static void answer_failure(proxy_req_t *pr, int status, unsigned retry_after, lv
 {
     if (stale) {
         count_cache(pr->gw->cache_results.stale);
-        serve_obj(pr, stale, "STALE");
+        serve_obj(pr, stale, "STALE", LV_CAPTURE_CACHE_STALE);
         lv_cache_obj_unref(stale);
         return;
     }
-    gw_error_retry_after(pr->gw, pr->route, pr->req, status, retry_after);
+    gw_error_cached(pr->gw, pr->route, pr->req, status, retry_after, pr->cache);
 }
 
 /* Ends a fetch that produced no answer: stale-if-error or the error. */
@@ -253,9 +254,9 @@ static void finish_fill(proxy_req_t *pr, const lv_upstream_result_t *res, const 
                                                 d.cacheable ? 0 : HIT_FOR_MISS_MS);
     if (pr->req && served) {
         count_cache(pr->mode == MODE_PASS ? gw->cache_results.pass : gw->cache_results.miss);
-        serve_obj(pr, served, "MISS");
+        serve_obj(pr, served, "MISS", pr->cache);
     } else if (pr->req) {
-        gw_error(gw, pr->route, pr->req, 502);
+        gw_error_cached(gw, pr->route, pr->req, 502, 0, pr->cache);
     }
     lv_cache_obj_unref(served);
 }
@@ -372,7 +373,8 @@ static void on_upstream_done(const lv_upstream_result_t *res, void *arg)
         lv_slice_t parts[2] = {lv_buf_slice(&headers), LV_SLICE_LIT("X-Cache: MISS\r\n")};
         if (pr->mode == MODE_PASS)
             count_cache(gw->cache_results.pass);
-        gw_finish(gw, pr->route, pr->req, res->head->status, parts, cached_route ? 2 : 1, res->body);
+        gw_finish_cached(gw, pr->route, pr->req, res->head->status, parts, cached_route ? 2 : 1, res->body,
+                         pr->cache);
     }
     lv_buf_free(&headers);
     proxy_req_free(pr);
@@ -446,6 +448,7 @@ static void fetch_own(proxy_req_t *pr)
     lv_http_req_t *req = pr->req;
     lv_buf_t request = LV_BUF_INIT;
     pr->mode = MODE_PASS;
+    pr->cache = LV_CAPTURE_CACHE_BYPASS;
     build_upstream_request(pr->route, req, false, &request);
     bool idempotent = lv_slice_eq(req->head.method, LV_SLICE_LIT("GET")) || req->is_head;
     send_fetch(pr, &request, req->is_head, idempotent);
@@ -460,7 +463,7 @@ static void serve_woken(lv_loop_t *loop, void *arg)
     switch (pr->waiter.woken) {
     case LV_CACHE_WOKEN_STORED:
         count_cache(cr->coalesced);
-        serve_obj(pr, pr->woken_obj, "HIT");
+        serve_obj(pr, pr->woken_obj, "HIT", LV_CAPTURE_CACHE_HIT);
         break;
     case LV_CACHE_WOKEN_NOT_STORED:
         if (is_user_specific(pr->woken_obj->headers)) {
@@ -470,16 +473,16 @@ static void serve_woken(lv_loop_t *loop, void *arg)
             return;
         }
         count_cache(cr->coalesced);
-        serve_obj(pr, pr->woken_obj, "MISS");
+        serve_obj(pr, pr->woken_obj, "MISS", LV_CAPTURE_CACHE_MISS);
         break;
     case LV_CACHE_WOKEN_STALE:
         count_cache(cr->stale);
-        serve_obj(pr, pr->woken_obj, "STALE");
+        serve_obj(pr, pr->woken_obj, "STALE", LV_CAPTURE_CACHE_STALE);
         break;
     case LV_CACHE_WOKEN_FAILED:
         /* The fetch this request waited for failed and nothing stale may be
          * served: fail fast rather than pile another fetch on the origin. */
-        gw_error(pr->gw, pr->route, pr->req, 502);
+        gw_error_cached(pr->gw, pr->route, pr->req, 502, 0, LV_CAPTURE_CACHE_MISS);
         break;
     }
     lv_cache_obj_unref(pr->woken_obj);
@@ -524,25 +527,27 @@ void gw_proxy(lv_gateway_t *gw, route_t *route, lv_http_req_t *req, const lv_rou
 
     if (!route->cfg->cache.enabled || !(is_get || req->is_head)) {
         pr->mode = MODE_PLAIN;
+        pr->cache = route->cfg->cache.enabled ? LV_CAPTURE_CACHE_BYPASS : LV_CAPTURE_CACHE_NONE;
         build_upstream_request(route, req, false, &request);
         send_fetch(pr, &request, req->is_head, idempotent);
         return;
     }
 
     pr->key = build_cache_key(req, &pr->key_len);
+    pr->cache = LV_CAPTURE_CACHE_MISS;
     pr->waiter.on_ready = on_cache_ready;
     lv_cache_obj_t *obj = NULL;
     lv_cache_result_t r = lv_cache_lookup(gw->cache, lv_slice(pr->key, pr->key_len), gw_wall_ms(), &pr->waiter, &obj);
     switch (r) {
     case LV_CACHE_HIT:
         count_cache(gw->cache_results.hit);
-        serve_obj(pr, obj, "HIT");
+        serve_obj(pr, obj, "HIT", LV_CAPTURE_CACHE_HIT);
         lv_cache_obj_unref(obj);
         proxy_req_free(pr);
         return;
     case LV_CACHE_STALE:
         count_cache(gw->cache_results.updating);
-        serve_obj(pr, obj, "UPDATING");
+        serve_obj(pr, obj, "UPDATING", LV_CAPTURE_CACHE_UPDATING);
         lv_cache_obj_unref(obj);
         proxy_req_free(pr);
         return;
@@ -551,7 +556,7 @@ void gw_proxy(lv_gateway_t *gw, route_t *route, lv_http_req_t *req, const lv_rou
          * answer its bytes are gone, and the refresh outlives it. */
         build_upstream_request(route, req, true, &request);
         count_cache(gw->cache_results.updating);
-        serve_obj(pr, obj, "UPDATING");
+        serve_obj(pr, obj, "UPDATING", LV_CAPTURE_CACHE_UPDATING);
         lv_cache_obj_unref(obj);
         pr->req = NULL;
         pr->mode = MODE_REFRESH;
@@ -566,6 +571,7 @@ void gw_proxy(lv_gateway_t *gw, route_t *route, lv_http_req_t *req, const lv_rou
         return; /* on_cache_ready answers */
     case LV_CACHE_PASS:
         pr->mode = MODE_PASS;
+        pr->cache = LV_CAPTURE_CACHE_BYPASS;
         build_upstream_request(route, req, false, &request);
         send_fetch(pr, &request, req->is_head, idempotent);
         return;
