@@ -1,15 +1,20 @@
 /* main.c: the levee command line.
  *
- *   levee serve [-c FILE]   run in the foreground (default ./levee.yaml)
- *   levee check [-c FILE]   validate a config: print every problem, exit 1
+ *   levee serve [-c FILE]          run in the foreground (default ./levee.yaml)
+ *   levee check [-c FILE]          validate a config: print every problem, exit 1
+ *   levee check-data DIR [--repair] verify (and repair) the stream logs of a data_dir
  *   levee version
  *
  * `serve` loads and validates the config exactly as `check` does, builds the
- * gateway, binds one SO_REUSEPORT socket per listen address per loop, starts
- * one thread per loop, and waits for SIGINT/SIGTERM on the main thread. Then
- * it drains: listeners close, idle connections close, busy ones finish their
- * current answer, bounded by shutdown_timeout; then everything stops and the
- * process exits 0. */
+ * gateway, opens the streams (data_dir), the api services and the stream
+ * consumers, binds one SO_REUSEPORT socket per listen address per loop,
+ * starts one thread per loop, and waits for SIGINT/SIGTERM on the main
+ * thread. Then it drains: listeners close, idle connections close, busy
+ * ones finish their current answer, bounded by shutdown_timeout. Then, in
+ * order: every loop hands its captured records to the streams; on loop 0
+ * the consumers, the async invocation queues, the function pools and the
+ * streams stop (the streams write and acknowledge everything they
+ * accepted); the loops stop, and the process exits 0. */
 #include <errno.h>
 #include <pthread.h>
 #include <semaphore.h>
@@ -29,6 +34,9 @@
 #include "gateway/gateway.h"
 #include "http/server.h"
 #include "metrics/metrics.h"
+#include "stream/consumer.h"
+#include "stream/stream.h"
+#include "stream/check.h"
 
 /* The smallest body limit of the api listener: above the 6 MiB of a
  * synchronous Invoke payload, with room for the envelope. */
@@ -40,7 +48,10 @@ typedef struct {
     lv_http_server_t *api_server;   /* on every loop; may be NULL */
     lv_gateway_t *gateway;
     lv_api_t *api;
-    sem_t services_stopped;         /* posted once the functions and queues have stopped */
+    lv_streams_t *streams;
+    lv_consumers_t *consumers;
+    sem_t services_stopped;         /* posted once the functions, queues and streams have stopped */
+    sem_t captures_flushed;         /* posted by each loop once its captured records are handed over */
 } app_t;
 
 typedef struct {
@@ -53,6 +64,8 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: levee serve [-c FILE]    run the gateway (default config ./levee.yaml)\n"
                "       levee check [-c FILE]    validate a config and print every problem\n"
+               "       levee check-data DIR [--repair]\n"
+               "                                verify the stream logs in a data_dir (--repair cuts damage)\n"
                "       levee version            print the version\n");
 }
 
@@ -128,11 +141,21 @@ static void *worker_main(void *arg)
     lv_gateway_start_loop(w->app->gateway, w->loop);
     if (lv_loop_index(w->loop) == 0)
         lv_api_start(w->app->api, w->loop);
+    if (lv_loop_index(w->loop) == 0)
+        lv_consumers_start(w->app->consumers, w->loop);
     lv_loop_run(w->loop);
     return NULL;
 }
 
 /* Posted to every loop when a signal arrives. */
+/* Posted to every loop after draining, before the streams stop. */
+static void flush_captures(lv_loop_t *loop, void *arg)
+{
+    app_t *app = arg;
+    lv_gateway_flush_captures(app->gateway, loop);
+    sem_post(&app->captures_flushed);
+}
+
 static void drain_loop(lv_loop_t *loop, void *arg)
 {
     app_t *app = arg;
@@ -145,12 +168,20 @@ static void drain_loop(lv_loop_t *loop, void *arg)
 
 /* On loop 0, after draining: the async queues stop, then the function pools
  * (whose last results are posted to the loops before stop_loop is), then
- * the main thread is told. */
-static void functions_stopped(lv_loop_t *loop, void *arg)
+ * the streams (which acknowledge every append they accepted and finish the
+ * reads in flight, so the Kinesis API's last answers are written before the
+ * loops stop), then the main thread is told. */
+static void streams_stopped(lv_loop_t *loop, void *arg)
 {
     (void)loop;
     app_t *app = arg;
     sem_post(&app->services_stopped);
+}
+
+static void functions_stopped(lv_loop_t *loop, void *arg)
+{
+    app_t *app = arg;
+    lv_streams_stop(app->streams, loop, streams_stopped, app);
 }
 
 static void queues_stopped(lv_loop_t *loop, void *arg)
@@ -163,11 +194,18 @@ static void queues_stopped(lv_loop_t *loop, void *arg)
         functions_stopped(loop, app);
 }
 
-static void stop_services(lv_loop_t *loop, void *arg)
+static void consumers_stopped(lv_loop_t *loop, void *arg)
 {
     (void)loop;
     app_t *app = arg;
     lv_api_stop(app->api, queues_stopped, app);
+}
+
+static void stop_services(lv_loop_t *loop, void *arg)
+{
+    (void)loop;
+    app_t *app = arg;
+    lv_consumers_stop(app->consumers, consumers_stopped, app);
 }
 
 /* Posted to every loop once draining is over (or timed out). */
@@ -235,16 +273,28 @@ static int cmd_serve(const char *path)
 
     app_t app = {.gateway = gw};
     sem_init(&app.services_stopped, 0, 0);
+    sem_init(&app.captures_flushed, 0, 0);
     lv_config_errors_t errs = {0};
-    app.api = lv_api_new(&cfg, lv_gateway_functions(gw), lv_gateway_metrics(gw), &errs);
+    app.streams = lv_streams_open(&cfg, lv_gateway_metrics(gw), &errs);
+    if (app.streams)
+        app.api = lv_api_new(&cfg, lv_gateway_functions(gw), app.streams, lv_gateway_metrics(gw), &errs);
+    if (app.api)
+        app.consumers = lv_consumers_open(&cfg, app.streams, lv_gateway_functions(gw), lv_gateway_metrics(gw), &errs);
+    if (!app.consumers) {
+        lv_api_free(app.api);
+        app.api = NULL;
+    }
     if (!app.api) {
         print_errors(&errs);
         lv_config_errors_free(&errs);
+        lv_streams_free(app.streams);
         lv_gateway_free(gw);
         lv_config_free(&cfg);
         return 1;
     }
     lv_config_errors_free(&errs);
+    lv_gateway_set_streams(gw, app.streams);
+    lv_streams_start(app.streams);
     /* The api listener takes the public limits, except that its bodies may
      * exceed the largest request an AWS API accepts (6 MiB for a synchronous
      * Invoke), so that such a request gets the API's own JSON error
@@ -291,6 +341,11 @@ static int cmd_serve(const char *path)
     for (unsigned i = 0; i < nloops; i++)
         lv_loop_post(workers[i].loop, drain_loop, &app);
     wait_for_drain(&app, cfg.shutdown_timeout_ms);
+    for (unsigned i = 0; i < nloops; i++)
+        lv_loop_post(workers[i].loop, flush_captures, &app);
+    for (unsigned i = 0; i < nloops; i++)
+        while (sem_wait(&app.captures_flushed) != 0) {
+        }
     lv_loop_post(workers[0].loop, stop_services, &app);
     while (sem_wait(&app.services_stopped) != 0) {
     }
@@ -305,11 +360,41 @@ static int cmd_serve(const char *path)
     lv_http_server_free(app.admin_server);
     lv_http_server_free(app.api_server);
     lv_api_free(app.api);
+    lv_consumers_free(app.consumers);
     sem_destroy(&app.services_stopped);
+    sem_destroy(&app.captures_flushed);
+    /* The gateway's captures drop their stream references as it is freed,
+     * so the streams go after it. */
     lv_gateway_free(gw);
+    lv_streams_free(app.streams);
     lv_config_free(&cfg);
     lv_log_info("main", "stopped");
     return rc;
+}
+
+/* levee check-data DIR [--repair]: see stream/check.h. Exits 0 when
+ * clean (or repaired), 1 when damaged, 2 on a usage error or a data_dir it
+ * cannot check. */
+static int cmd_check_data(int argc, char **argv)
+{
+    const char *dir = NULL;
+    bool repair = false;
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "--repair") == 0)
+            repair = true;
+        else if (argv[i][0] != '-' && !dir)
+            dir = argv[i];
+        else {
+            fprintf(stderr, "levee: unexpected argument '%s'\n", argv[i]);
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (!dir) {
+        usage(stderr);
+        return 2;
+    }
+    return lv_stream_check_data(dir, repair, stdout, stderr);
 }
 
 int main(int argc, char **argv)
@@ -329,6 +414,8 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "check") == 0)
         return cmd_check(config_path(argc, argv));
+    if (strcmp(cmd, "check-data") == 0)
+        return cmd_check_data(argc, argv);
     if (strcmp(cmd, "serve") == 0)
         return cmd_serve(config_path(argc, argv));
     fprintf(stderr, "levee: unknown command '%s'\n", cmd);

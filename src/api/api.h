@@ -2,15 +2,17 @@
  * clients reach levee's AWS-compatible services.
  *
  * One handler serves the listener and hands each request to the service it
- * is for: the Lambda Invoke API (paths under /2015-03-31/functions/) today;
- * services told apart by X-Amz-Target or path join it later. A request for
+ * is for. A request with an X-Amz-Target header is for a JSON-protocol
+ * service: Kinesis_20131202.* goes to the Kinesis API (stream/kinesis_api.h),
+ * any other target gets 400 UnknownOperationException. Without one, paths
+ * under /2015-03-31/functions/ go to the Lambda Invoke API. A request for
  * no known service gets 404 with an AWS-style JSON error.
  *
  * The api also owns the durable queues of asynchronous invocations, since
  * only the Invoke API feeds them.
  *
- * Lifetimes: borrows the config, the function pools and the metrics
- * registry, which must outlive it. */
+ * Lifetimes: borrows the config, the function pools, the streams and the
+ * metrics registry, which must outlive it. */
 #ifndef LV_API_API_H
 #define LV_API_API_H
 
@@ -19,14 +21,17 @@
 #include "functions/pool.h"
 #include "http/server.h"
 #include "metrics/metrics.h"
+#include "stream/stream.h"
 
 typedef struct lv_api lv_api_t;
 
-/* Builds the services. fns may be NULL (no functions configured). Problems
- * (an async queue directory that cannot be created...) are appended to errs
- * and NULL is returned. Touches the disk (data_dir), so `levee check` does
- * not call it. */
-lv_api_t *lv_api_new(const lv_config_t *cfg, lv_functions_t *fns, lv_metrics_t *metrics, lv_config_errors_t *errs);
+/* Builds the services. fns may be NULL (no functions configured); streams
+ * may be NULL (no Kinesis API: its requests get UnknownOperationException).
+ * Problems (an async queue directory that cannot be created, an unreadable
+ * shard iterator key...) are appended to errs and NULL is returned.
+ * Touches the disk (data_dir), so `levee check` does not call it. */
+lv_api_t *lv_api_new(const lv_config_t *cfg, lv_functions_t *fns, lv_streams_t *streams, lv_metrics_t *metrics,
+                     lv_config_errors_t *errs);
 
 void lv_api_free(lv_api_t *api);
 
