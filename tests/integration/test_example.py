@@ -42,7 +42,7 @@ def example_config(origin_port):
                        flags=re.M)
     text, n3 = re.subn(r"http://127\.0\.0\.1:3000", "http://127.0.0.1:%d" % origin_port, text)
     text, n4 = re.subn(r"code: \./functions/", "code: %s/functions/" % EXAMPLES, text)
-    assert (n1, n2, n3, n4) == (1, 1, 1, 1), "examples/levee.yaml changed shape: update this test"
+    assert (n1, n2, n3, n4) == (1, 1, 1, 2), "examples/levee.yaml changed shape: update this test"
     return text
 
 
@@ -96,6 +96,14 @@ def test_example_app(levee, example_origin):
                                                     "POST /checkout"}
     checkout = st["functions"][0]
     assert (checkout["name"], checkout["runtime"], checkout["warm_target"]) == ("checkout", "nodejs", 2)
+
+    # The scans above were captured into `clicks`; the consumer hands them
+    # to the `scans` function, which logs the counts.
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and '"tv-ad-2026":1' not in lv.stderr:
+        time.sleep(0.1)
+    assert re.search(r'scans \{[^}]*"tv-ad-2026":1', lv.stderr), lv.stderr[-3000:]
+    assert '"no-such-code":1' in lv.stderr
 
 
 def test_example_with_curl(levee, example_origin):
