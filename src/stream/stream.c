@@ -33,7 +33,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +42,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "core/md5.h"
 #include "core/mem.h"
 #include "core/uuid.h"
 #include "stream/segment.h"
@@ -1325,10 +1325,9 @@ lv_shard_info_t lv_stream_shard_info(const lv_stream_t *s, unsigned shard)
 
 unsigned __int128 lv_stream_hash_key(lv_slice_t partition_key)
 {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
+    uint8_t md[16];
     static const char empty[1];
-    EVP_Digest(partition_key.len ? partition_key.ptr : empty, partition_key.len, md, &len, EVP_md5(), NULL);
+    lv_md5(partition_key.len ? partition_key.ptr : empty, partition_key.len, md);
     unsigned __int128 v = 0;
     for (unsigned i = 0; i < 16; i++)
         v = v << 8 | md[i];
